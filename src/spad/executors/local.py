@@ -1,0 +1,89 @@
+"""Tasks as local processes: each in its own process group, output on a pipe, reaped by
+``waitpid(-1)`` when SIGCHLD wakes the runner (the runner is a child subreaper, so orphaned
+grandchildren are reaped here too)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+
+from spad import procs
+from spad.executors.base import Executor, Launch, TaskProcess
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent(parent: int) -> None:
+    """In the child, before exec: SIGKILL when the runner dies, even by SIGKILL."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the runner died between fork and prctl
+        os._exit(1)
+
+
+class LocalProcess(TaskProcess):
+    def __init__(self, popen: subprocess.Popen[bytes], output: int) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.identity = procs.identity(popen.pid)
+        self.output = output
+        self.ended = False
+
+    def signal(self, signum: int) -> None:
+        procs.kill_group(self.popen.pid, signum)
+
+    def kill(self) -> None:
+        procs.kill_group(self.popen.pid, signal.SIGKILL)
+
+    def alive(self) -> bool:
+        return bool(procs.group_members(self.popen.pid)) if self.ended else True
+
+
+class LocalExecutor(Executor):
+    def __init__(self) -> None:
+        self._running: dict[int, LocalProcess] = {}
+        self._me = os.getpid()
+
+    def start(self, launch: Launch) -> LocalProcess:
+        read_end, write_end = os.pipe()
+        try:
+            popen = subprocess.Popen(
+                launch.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=write_end,
+                stderr=subprocess.STDOUT,
+                cwd=launch.cwd,
+                env=launch.env,
+                process_group=0,
+                close_fds=True,
+                preexec_fn=lambda: _die_with_parent(self._me),
+            )
+        except BaseException:
+            os.close(read_end)
+            raise
+        finally:
+            os.close(write_end)
+        os.set_blocking(read_end, False)
+        process = LocalProcess(popen, read_end)
+        self._running[popen.pid] = process
+        return process
+
+    def collect(self) -> list[tuple[TaskProcess, int]]:
+        ended: list[tuple[TaskProcess, int]] = []
+        while True:
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            process = self._running.pop(pid, None)
+            if process is None:
+                continue  # an orphan adopted by the subreaper: reaped, nothing to record
+            code = os.waitstatus_to_exitcode(wait_status)
+            process.popen.returncode = code  # reaped here: Popen must not wait for it again
+            process.ended = True
+            ended.append((process, code))
+        return ended

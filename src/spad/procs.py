@@ -1,0 +1,118 @@
+"""Process identity and safe signalling, from /proc. Standard library only.
+
+A pid alone is not an identity: after a reboot or a long time it names another process. An
+identity is the boot id plus the process's start time (in clock ticks since boot), so a
+recycled pid is never adopted or killed by mistake.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+_PROC = Path("/proc")
+
+
+def _boot_id() -> str:
+    try:
+        return (_PROC / "sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "unknown-boot"
+
+
+BOOT_ID = _boot_id()
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name (which may hold spaces and parens)."""
+    try:
+        text = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2 :].split()
+
+
+def identity(pid: int) -> str | None:
+    """``<boot id>:<start time>`` of a live process, or None when there is none (or a zombie)."""
+    fields = _stat_fields(pid)
+    if fields is None or fields[0] == "Z":
+        return None
+    return f"{BOOT_ID}:{fields[19]}"
+
+
+def is_alive(pid: int | None, expected: str | None) -> bool:
+    """True when ``pid`` still runs and is the same process as when ``expected`` was taken."""
+    return bool(pid) and expected is not None and identity(pid or 0) == expected
+
+
+def process_group(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[2]) if fields else None
+
+
+def start_ticks(identity_text: str) -> int:
+    return int(identity_text.rsplit(":", 1)[1])
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes whose process group is ``pgid``."""
+    members = []
+    for entry in _PROC.iterdir():
+        if entry.name.isdigit():
+            fields = _stat_fields(int(entry.name))
+            if fields and fields[0] != "Z" and int(fields[2]) == pgid:
+                members.append(int(entry.name))
+    return members
+
+
+def kill_group(pgid: int, signum: int = signal.SIGKILL) -> bool:
+    """Signal a process group; False when it has no member left."""
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
+
+
+def kill_recorded_group(pid: int, recorded: str | None, signum: int = signal.SIGKILL) -> bool:
+    """SIGKILL the group a task led, when it is still that task's group.
+
+    The group is ours when its leader is the recorded process, or when the leader is gone:
+    the kernel never hands out a pid that is still some group's id, so a leaderless group with
+    members is the one the task left behind. A live leader of another identity means the pid
+    was recycled: touch nothing.
+    """
+    if recorded is None or not recorded.startswith(BOOT_ID):
+        return False
+    current = identity(pid)
+    if current is not None and current != recorded:
+        return False
+    return kill_group(pid, signum)
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (all its threads)."""
+    found: list[int] = []
+    try:
+        threads = list((_PROC / str(pid) / "task").iterdir())
+    except OSError:
+        return found
+    for thread in threads:
+        try:
+            found.extend(int(c) for c in (thread / "children").read_text().split())
+        except OSError:
+            continue
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    stack = children(pid)
+    while stack:
+        child = stack.pop()
+        found.append(child)
+        stack.extend(children(child))
+    return found

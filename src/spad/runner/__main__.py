@@ -1,0 +1,5 @@
+import sys
+
+from spad.runner.main import main
+
+sys.exit(main())

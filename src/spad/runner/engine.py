@@ -1,0 +1,385 @@
+"""The sequence of one run: background and awaited tasks, retries, stop escalation.
+
+Standard library only. The engine records every transition in the store itself, so a run goes on
+and keeps its history while the server is down. It never sleeps: the loop in
+:mod:`spad.runner.main` calls back on output, process ends, signals and deadlines.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import sqlite3
+import sys
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spad import logfiles, states
+from spad.executors.base import Executor, Launch, TaskProcess
+from spad.home import Home
+from spad.runner.timers import Timer, Timers
+from spad.store import runs
+
+log = logging.getLogger("spad.runner")
+
+#: How long a process group may take to die after SIGKILL before it is called immortal.
+KILL_WAIT = 3.0
+#: How often a graceful stop looks whether a waiting task is running again.
+WAITING_POLL = 0.1
+MAX_RETRY_DELAY = 60.0
+
+
+@dataclass
+class Task:
+    """One task of the run, as copied into ``run_tasks``."""
+
+    name: str
+    exec: str
+    function: str
+    params: list[str]
+    retries: int
+    retry_delay: float
+    stop_signal: int
+    stop_timeout: float
+    env: dict[str, str]
+    cwd: str
+    status: str = states.NEW
+    attempt: int = 0
+    failures: int = 0
+    process: TaskProcess | None = None
+    log: logfiles.RotatingLog | None = None
+    stop_sent: bool = False
+    kill_sent: bool = False
+    timers: list[Timer] = field(default_factory=list)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Task:
+        return cls(
+            name=row["name"],
+            exec=row["exec"],
+            function=row["function"],
+            params=json.loads(row["params"]),
+            retries=row["retries"],
+            retry_delay=row["retry_delay"],
+            stop_signal=int(signal.Signals[row["stop_signal"]]),
+            stop_timeout=row["stop_timeout"],
+            env=json.loads(row["env"]),
+            cwd=row["cwd"],
+            status=row["status"],
+        )
+
+    def cancel_timers(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+        self.timers.clear()
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    run_id: int
+    project: str
+    workflow: str
+    on_failure: str
+    url: str
+    token: str
+
+
+class Engine:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        home: Home,
+        info: RunInfo,
+        executor: Executor,
+        timers: Timers,
+        watch_output: Callable[[int, Callable[[], None]], None],
+        unwatch_output: Callable[[int], None],
+    ) -> None:
+        self.conn = conn
+        self.home = home
+        self.info = info
+        self.executor = executor
+        self.timers = timers
+        self._watch_output = watch_output
+        self._unwatch_output = unwatch_output
+        self.tasks = [Task.from_row(row) for row in runs.tasks(conn, info.run_id)]
+        self.pending = deque(t for t in self.tasks if t.status == states.NEW)
+        self.awaiting: Task | None = None
+        self.active: dict[int, Task] = {}  # id(process) -> task
+        self.retrying: set[Task] = set()
+        self.stop_mode: str | None = None  # "graceful" | "forced" | "failure"
+        self.failure: str | None = None
+        self.done = False
+        self.finished = True
+        # Tasks find spa_ctl beside this interpreter, even from a virtualenv not on PATH.
+        self._path_prefix = str(Path(sys.executable).parent)
+
+    # -- the sequence ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._advance()
+        self._check_end()
+
+    def _advance(self) -> None:
+        while self.stop_mode is None and self.pending and self.awaiting is None:
+            task = self.pending.popleft()
+            if task.exec == "await":
+                self.awaiting = task
+            self._launch(task)
+
+    def _launch(self, task: Task) -> None:
+        task.attempt += 1
+        task.stop_sent = task.kill_sent = False
+        path = logfiles.path_for(
+            self.home, self.info.project, self.info.workflow, self.info.run_id, task.name,
+            task.attempt,
+        )
+        task.log = logfiles.RotatingLog(path)
+        try:
+            process = self.executor.start(self._launch_spec(task, path))
+        except OSError as exc:
+            task.log.write(f"spad: cannot start {task.function}: {exc.strerror or exc}\n".encode())
+            self._record(task, attempt=task.attempt, started_at=runs.now(), log_path=str(path))
+            self._ended(task, 127 if isinstance(exc, FileNotFoundError) else 126)
+            return
+        task.process = process
+        self.active[id(process)] = task
+        task.status = states.RUNNING
+        # A task may set itself to waiting before this write lands: keep its word.
+        self.conn.execute(
+            "UPDATE run_tasks SET status = CASE WHEN status = 'waiting' THEN status ELSE ? END,"
+            " pid = ?, pid_identity = ?, attempt = ?, exit_code = NULL, started_at = ?,"
+            " ended_at = NULL, log_path = ? WHERE run_id = ? AND name = ?",
+            (states.RUNNING, process.pid, process.identity, task.attempt, runs.now(), str(path),
+             self.info.run_id, task.name),
+        )
+        if process.output is not None:
+            fd = process.output
+            self._watch_output(fd, lambda: self._read_output(task, fd))
+
+    def _launch_spec(self, task: Task, log_path: Path) -> Launch:
+        env = dict(os.environ)
+        env.update(task.env)
+        env["PATH"] = self._path_prefix + os.pathsep + env.get("PATH", os.defpath)
+        env.update(
+            SPA_HOME=str(self.home.root),
+            SPA_PROJECT=self.info.project,
+            SPA_WORKFLOW=self.info.workflow,
+            SPA_TASK=task.name,
+            SPA_RUN_ID=str(self.info.run_id),
+            SPA_ATTEMPT=str(task.attempt),
+            SPA_URL=self.info.url,
+            SPA_TOKEN=self.info.token,
+        )
+        return Launch(
+            argv=[str(self.home.bin / task.function), *task.params],
+            env=env,
+            cwd=self.home.root / task.cwd,
+            log_path=log_path,
+        )
+
+    # -- output and ends ---------------------------------------------------------------------
+
+    def _read_output(self, task: Task, fd: int) -> None:
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                return
+            if not data:
+                self._close_output(task, fd)
+                return
+            if task.log is not None:
+                task.log.write(data)
+
+    def _close_output(self, task: Task, fd: int) -> None:
+        self._unwatch_output(fd)
+        os.close(fd)
+        if task.process is not None and task.process.output == fd:
+            task.process.output = None
+
+    def collect(self) -> None:
+        """Record every task process that ended."""
+        for process, code in self.executor.collect():
+            task = self.active.pop(id(process), None)
+            if task is None:
+                continue
+            process.kill()  # what the task left running in its group ends with it
+            if process.output is not None:
+                self._read_output(task, process.output)
+                if process.output is not None:
+                    self._close_output(task, process.output)
+            self._ended(task, code)
+        self._check_end()
+
+    def _ended(self, task: Task, code: int) -> None:
+        task.cancel_timers()
+        task.process = None
+        if task.log is not None:
+            task.log.close()
+            task.log = None
+        if task.stop_sent or task.kill_sent:
+            status = states.KILLED if task.kill_sent else states.STOPPED
+        else:
+            status = states.from_exit_code(code)
+        self._record(task, status=status, exit_code=code, ended_at=runs.now())
+        if states.is_failure(status) and self.stop_mode is None:
+            self._failed(task, status)
+            return
+        if task is self.awaiting:
+            self.awaiting = None
+            self._advance()
+
+    def _failed(self, task: Task, status: str) -> None:
+        if task.retries == -1 or task.failures < task.retries:
+            task.failures += 1
+            self._record(task, status=states.RERUN)
+            self.retrying.add(task)
+            task.timers.append(self.timers.after(self._retry_delay(task), lambda: self._retry(task)))
+            return
+        self.failure = status
+        if self.info.on_failure == "stop":
+            self.stop("failure")
+        elif task is self.awaiting:
+            self.awaiting = None
+            self._advance()
+
+    def _retry_delay(self, task: Task) -> float:
+        """``retry_delay``, doubling with each failure up to a minute; from the second retry on,
+        up to 10% jitter so that tasks failing together do not restart together."""
+        delay = min(task.retry_delay * 2 ** (task.failures - 1), MAX_RETRY_DELAY)
+        if task.failures > 1:
+            delay *= 1 + random.uniform(0, 0.1)
+        return delay
+
+    def _retry(self, task: Task) -> None:
+        self.retrying.discard(task)
+        if self.stop_mode is None:
+            self._launch(task)
+        self._check_end()
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def stop(self, mode: str) -> None:
+        """``graceful``: each task gets its stop signal, SIGKILL at its stop_timeout; a waiting
+        task is left alone until it runs again. ``forced``: SIGKILL at once. ``failure``: as
+        graceful, after a task failed for good with ``on_failure: stop``."""
+        if self.stop_mode is not None and not (mode == "forced" and self.stop_mode != "forced"):
+            return
+        self.stop_mode = mode
+        runs.update(self.conn, self.info.run_id, status=states.STOPPING)
+        for task in list(self.retrying):
+            task.cancel_timers()
+            self._record(task, status=states.STOPPED)
+        self.retrying.clear()
+        waiting = self._waiting_names()
+        for task in list(self.active.values()):
+            if mode == "forced":
+                self._kill(task)
+            elif task.name in waiting:
+                task.status = states.WAITING
+            else:
+                self._send_stop(task)
+        if any(t.status == states.WAITING for t in self.active.values()):
+            self.timers.after(WAITING_POLL, self._poll_waiting)
+        self._check_end()
+
+    def _waiting_names(self) -> set[str]:
+        rows = self.conn.execute(
+            "SELECT name FROM run_tasks WHERE run_id = ? AND status = 'waiting'",
+            (self.info.run_id,),
+        ).fetchall()
+        return {row["name"] for row in rows}
+
+    def _poll_waiting(self) -> None:
+        if self.stop_mode == "forced":
+            return
+        waiting = self._waiting_names()
+        still = False
+        for task in self.active.values():
+            if task.status == states.WAITING:
+                if task.name in waiting:
+                    still = True
+                else:
+                    self._send_stop(task)
+        if still:
+            self.timers.after(WAITING_POLL, self._poll_waiting)
+
+    def _send_stop(self, task: Task) -> None:
+        if task.process is None or task.stop_sent:
+            return
+        task.stop_sent = True
+        self._record(task, status=states.STOPPING)
+        task.process.signal(task.stop_signal)
+        task.timers.append(self.timers.after(task.stop_timeout, lambda: self._kill(task)))
+
+    def _kill(self, task: Task) -> None:
+        if task.process is None or task.kill_sent:
+            return
+        task.kill_sent = True
+        task.cancel_timers()
+        if not task.stop_sent:
+            self._record(task, status=states.STOPPING)
+        kill_step(task.process)
+        task.timers.append(self.timers.after(KILL_WAIT, lambda: self._immortal(task)))
+
+    def _immortal(self, task: Task) -> None:
+        """Still alive after SIGKILL: give it up to the server, which watches it until it dies."""
+        process = task.process
+        if process is None:
+            return
+        self.active.pop(id(process), None)
+        task.process = None
+        self._record(task, status=states.immortal(process.pid or 0))
+        if task is self.awaiting:
+            self.awaiting = None
+        self._check_end()
+
+    def hard_stop(self, signum: int) -> None:
+        """SIGTERM, SIGINT or SIGHUP to the runner: kill every task now; the run is unfinished."""
+        self.finished = False
+        self.failure = states.terminated(signum)
+        self.stop_mode = "forced"
+        for task in list(self.active.values()):
+            self._kill(task)
+        for task in list(self.retrying):
+            task.cancel_timers()
+            self._record(task, status=states.KILLED)
+        self.retrying.clear()
+        self._check_end()
+
+    # -- the end -----------------------------------------------------------------------------
+
+    def _check_end(self) -> None:
+        if self.done or self.active or self.retrying:
+            return
+        if self.stop_mode is None and (self.pending or self.awaiting is not None):
+            return
+        self.done = True
+        for task in self.pending:
+            self._record(task, status=states.NOT_RUN)
+        if self.stop_mode in ("graceful", "forced") and self.finished:
+            status = states.STOPPED
+        else:
+            status = self.failure or states.SUCCESS
+        runs.update(
+            self.conn, self.info.run_id, status=status, finished=int(self.finished),
+            ended_at=runs.now(),
+        )
+
+    def _record(self, task: Task, **fields: object) -> None:
+        if "status" in fields:
+            task.status = str(fields["status"])
+        runs.update_task(self.conn, self.info.run_id, task.name, **fields)
+
+
+def kill_step(process: TaskProcess) -> None:
+    """SIGKILL the task's processes. Tests replace this (``SPAD_TEST_NO_KILL``) to reach
+    ``immortal``, which a real process cannot be made to reach reliably."""
+    if os.environ.get("SPAD_TEST_NO_KILL") != "1":
+        process.kill()

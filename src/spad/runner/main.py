@@ -1,0 +1,114 @@
+"""``python -m spad.runner HOME RUN_ID``: the process that carries out one run.
+
+Started by the server in a session of its own, so the server can die and come back without
+touching it. A child subreaper, so a task's orphaned children are reaped (and killed) here.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import selectors
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from spad import procs
+from spad.executors.local import LocalExecutor
+from spad.home import Home
+from spad.runner.engine import Engine, RunInfo
+from spad.runner.signals import FORCED, GRACEFUL, HARD, SignalInbox
+from spad.runner.timers import Timers
+from spad.store import runs
+from spad.store.sqlite import connect
+
+log = logging.getLogger("spad.runner")
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def load_info(home: Home, conn: object, run_id: int) -> RunInfo:
+    row = conn.execute(  # type: ignore[attr-defined]
+        "SELECT w.name AS workflow, w.on_failure, p.name AS project FROM runs r"
+        " JOIN workflows w ON w.id = r.workflow_id JOIN projects p ON p.id = w.project_id"
+        " WHERE r.id = ?",
+        (run_id,),
+    ).fetchone()
+    if row is None:
+        raise SystemExit(f"spad runner: run {run_id} does not exist")
+    return RunInfo(
+        run_id=run_id,
+        project=row["project"],
+        workflow=row["workflow"],
+        on_failure=row["on_failure"],
+        url=os.environ.get("SPA_URL", "http://127.0.0.1:7070"),
+        token=home.token(),
+    )
+
+
+class Loop:
+    """Select on the signal pipe and the tasks' output; run deadlines; collect ended tasks."""
+
+    def __init__(self) -> None:
+        self.selector = selectors.DefaultSelector()
+        self.timers = Timers()
+
+    def watch(self, fd: int, callback: Callable[[], None]) -> None:
+        self.selector.register(fd, selectors.EVENT_READ, callback)
+
+    def unwatch(self, fd: int) -> None:
+        self.selector.unregister(fd)
+
+    def run(self, engine: Engine, inbox: SignalInbox) -> None:
+        self.watch(inbox.fileno(), lambda: self._on_signals(engine, inbox))
+        engine.start()
+        while not engine.done:
+            for key, _ in self.selector.select(self.timers.timeout()):
+                key.data()
+            self.timers.run_due()
+            engine.collect()
+
+    @staticmethod
+    def _on_signals(engine: Engine, inbox: SignalInbox) -> None:
+        for signum in inbox.drain():
+            if signum == GRACEFUL:
+                engine.stop("graceful")
+            elif signum == FORCED:
+                engine.stop("forced")
+            elif signum in HARD:
+                engine.hard_stop(signum)
+
+
+def kill_leftovers() -> None:
+    """Whatever a task left behind outside its group (adopted by this subreaper) ends here."""
+    for pid in procs.descendants(os.getpid()):
+        try:
+            os.kill(pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or not args[1].isdigit():
+        print("usage: python -m spad.runner HOME RUN_ID", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s runner[%(process)d] %(message)s")
+    home, run_id = Home(Path(args[0])), int(args[1])
+    inbox = SignalInbox()  # first: a stop sent while we start is queued, not fatal
+    become_subreaper()
+    conn = connect(home.db)
+    runs.update(conn, run_id, runner_pid=os.getpid(), runner_identity=procs.identity(os.getpid()))
+    loop = Loop()
+    engine = Engine(conn, home, load_info(home, conn, run_id), LocalExecutor(), loop.timers,
+                    loop.watch, loop.unwatch)
+    row = runs.get(conn, run_id)
+    if row is not None and row["stop_request"]:
+        engine.stop(row["stop_request"])
+    loop.run(engine, inbox)
+    kill_leftovers()
+    return 0

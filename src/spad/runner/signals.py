@@ -1,0 +1,45 @@
+"""The runner's signals: handlers only enqueue (through the wakeup pipe); the loop acts.
+
+SIGUSR1 asks for a graceful stop, SIGUSR2 for a forced one; SIGTERM, SIGINT and SIGHUP end the
+runner hard; SIGCHLD says a child may have ended.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+GRACEFUL = signal.SIGUSR1
+FORCED = signal.SIGUSR2
+HARD = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+WATCHED = (GRACEFUL, FORCED, signal.SIGCHLD, *HARD)
+
+
+class SignalInbox:
+    """A pipe the kernel writes signal numbers into; the loop selects on :meth:`fileno`."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        for end in (self._read, self._write):
+            os.set_blocking(end, False)
+        for signum in WATCHED:
+            signal.signal(signum, _enqueue_only)
+        signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+
+    def fileno(self) -> int:
+        return self._read
+
+    def drain(self) -> list[int]:
+        received: list[int] = []
+        while True:
+            try:
+                data = os.read(self._read, 512)
+            except BlockingIOError:
+                return received
+            if not data:
+                return received
+            received.extend(data)
+
+
+def _enqueue_only(signum: int, frame: object) -> None:
+    """The wakeup fd already carries ``signum``; nothing else to do here."""

@@ -1,0 +1,297 @@
+"""One function per JSON-RPC method, and the explicit allow-list :data:`METHODS`."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from spad import catalog, states
+from spad.errors import Conflict, Invalid, NotFound
+from spad.home import Home
+from spad.model import Name, parse_ref, parse_spec, validate
+from spad import logfiles
+from spad.server.rpc import Method
+from spad.store import definitions as defs
+from spad.store import runs
+from spad.store.sqlite import transaction
+
+if TYPE_CHECKING:
+    from spad.server.supervisor import Supervisor
+
+
+@dataclass
+class Service:
+    """What every method works with."""
+
+    home: Home
+    conn: sqlite3.Connection
+    supervisor: Supervisor
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ProjectParams(_Params):
+    project: Name | None = None
+
+
+class SelectParams(_Params):
+    project: Name
+
+
+class WorkflowParams(_Params):
+    project: Name | None = None
+    workflow: Name
+
+
+class TaskParams(WorkflowParams):
+    task: Name | None = None
+
+
+class DumpParams(_Params):
+    project: Name | None = None
+    workflow: Name | None = None
+    task: Name | None = None
+
+
+class RunParams(TaskParams):
+    from_task: Name | None = Field(default=None, alias="from")
+
+
+class StopParams(WorkflowParams):
+    force: bool = False
+
+
+class SetStatusParams(WorkflowParams):
+    task: Name
+    status: str
+
+
+class LogsParams(WorkflowParams):
+    task: Name
+    run_id: int | None = Field(default=None, ge=1)
+    attempt: int | None = Field(default=None, ge=1)
+    tail: int | None = Field(default=None, ge=0, le=1_000_000)
+    offset: int | None = Field(default=None, ge=0)
+
+
+def select_project(svc: Service, p: SelectParams) -> dict[str, Any]:
+    with transaction(svc.conn):
+        _project(svc, p.project)
+        defs.set_current_project(svc.conn, p.project)
+    return {"project": p.project}
+
+
+def create(svc: Service, params: Any) -> dict[str, Any]:
+    return catalog.create(svc.conn, parse_spec(params))
+
+
+def update(svc: Service, params: Any) -> dict[str, Any]:
+    return catalog.update(svc.conn, parse_spec(params))
+
+
+def delete(svc: Service, params: Any) -> dict[str, Any]:
+    """The tree cut at what to delete, or the short form ``{project?, workflow, task?}``."""
+    if isinstance(params, dict) and "workflow" in params:
+        short = validate(TaskParams, params)
+        workflow: dict[str, Any] = {"name": short.workflow}
+        if short.task:
+            workflow["tasks"] = [{"name": short.task}]
+        params = {"project": {"name": _project_name(svc, short.project), "workflows": [workflow]}}
+    return catalog.delete(svc.conn, parse_ref(params))
+
+
+def dump(svc: Service, p: DumpParams) -> dict[str, Any]:
+    return catalog.dump(svc.conn, _project_name(svc, p.project), p.workflow, p.task)
+
+
+def list_(svc: Service, p: ProjectParams) -> dict[str, Any]:
+    current = defs.current_project(svc.conn)
+    rows = [_project(svc, p.project)] if p.project else defs.projects(svc.conn)
+    projects = []
+    for row in rows:
+        workflows = []
+        for wf in defs.workflows(svc.conn, row["id"]):
+            run = runs.latest(svc.conn, wf["id"])
+            workflows.append(
+                {
+                    "name": wf["name"],
+                    "status": run["status"] if run else states.NOT_RUN,
+                    "run_id": run["id"] if run else None,
+                }
+            )
+        projects.append(
+            {"name": row["name"], "current": row["name"] == current, "workflows": workflows}
+        )
+    return {"projects": projects}
+
+
+def status(svc: Service, p: TaskParams) -> dict[str, Any]:
+    project = _project_name(svc, p.project)
+    wf = _workflow(svc, project, p.workflow)
+    run = runs.latest(svc.conn, wf["id"])
+    rows = _task_rows(svc, wf["id"], run)
+    if p.task is not None:
+        rows = [r for r in rows if r["name"] == p.task]
+        if not rows:
+            raise NotFound(f"task {p.task!r} does not exist in {project}/{p.workflow}")
+    return {
+        "project": project,
+        "workflow": p.workflow,
+        "status": run["status"] if run else states.NOT_RUN,
+        "run_id": run["id"] if run else None,
+        "tasks": rows,
+    }
+
+
+def run(svc: Service, p: RunParams) -> dict[str, Any]:
+    if p.task and p.from_task:
+        raise Invalid("give either task (run only that task) or from (start there), not both")
+    project = _project_name(svc, p.project)
+    wf = _workflow(svc, project, p.workflow)
+    run_id = svc.supervisor.start(project, wf, only_task=p.task, from_task=p.from_task)
+    with transaction(svc.conn):
+        defs.set_current_project(svc.conn, project)
+    return {"run_id": run_id}
+
+
+def stop(svc: Service, p: StopParams) -> dict[str, Any]:
+    run = _running(svc, p.project, p.workflow)
+    svc.supervisor.stop(run, force=p.force)
+    return {"project": run["project"], "workflow": p.workflow, "run_id": run["id"],
+            "status": states.STOPPING}
+
+
+def set_status(svc: Service, p: SetStatusParams) -> dict[str, Any]:
+    if p.status not in states.SETTABLE:
+        raise Invalid(f"status {p.status!r} cannot be set: give 'waiting' or 'running'",
+                      field="status")
+    project = _project_name(svc, p.project)
+    wf = _workflow(svc, project, p.workflow)
+    run = runs.latest(svc.conn, wf["id"])
+    row = runs.task(svc.conn, run["id"], p.task) if run else None
+    if run is None or row is None or run["finished"]:
+        raise Conflict(f"{project}/{p.workflow} is not running task {p.task!r}")
+    with transaction(svc.conn):
+        other = states.RUNNING if p.status == states.WAITING else states.WAITING
+        changed = runs.set_task_status_if(svc.conn, run["id"], p.task, p.status, (other,))
+    if not changed and row["status"] != p.status:
+        raise Conflict(
+            f"task {p.task!r} is {row['status']}: only a running task can be set to waiting, "
+            "and only a waiting one back to running"
+        )
+    return {"project": project, "workflow": p.workflow, "task": p.task, "status": p.status}
+
+
+def logs(svc: Service, p: LogsParams) -> Any:
+    project = _project_name(svc, p.project)
+    wf = _workflow(svc, project, p.workflow)
+    run = runs.get(svc.conn, p.run_id) if p.run_id else runs.latest(svc.conn, wf["id"])
+    if run is None or run["workflow_id"] != wf["id"]:
+        raise NotFound(f"{project}/{p.workflow} has no run {p.run_id or ''}".strip())
+    row = runs.task(svc.conn, run["id"], p.task)
+    if row is None:
+        raise NotFound(f"task {p.task!r} is not in run {run['id']} of {project}/{p.workflow}")
+    attempt = p.attempt or row["attempt"]
+    if not attempt:
+        raise NotFound(f"task {p.task!r} has not started in run {run['id']}: no log yet")
+    path = logfiles.path_for(svc.home, project, p.workflow, run["id"], p.task, attempt)
+    if p.offset is not None and p.tail is not None:
+        text, offset = logfiles.read_tail(path, p.tail), logfiles.size(path)
+        return {"text": text, "offset": offset, "ended": row["ended_at"] is not None}
+    if p.offset is not None:
+        text, offset = logfiles.read_from(path, p.offset, whole=row["ended_at"] is not None)
+        return {"text": text, "offset": offset, "ended": row["ended_at"] is not None}
+    return logfiles.read_tail(path, p.tail)
+
+
+def _task_rows(svc: Service, workflow_id: int, run: sqlite3.Row | None) -> list[dict[str, Any]]:
+    """The run's tasks, then any task defined since, as ``not run``."""
+    rows: list[dict[str, Any]] = []
+    if run is not None:
+        for r in runs.tasks(svc.conn, run["id"]):
+            rows.append(_task_row(r, r["status"], r))
+    seen = {r["name"] for r in rows}
+    for t in defs.tasks(svc.conn, workflow_id):
+        if t["name"] not in seen:
+            rows.append(_task_row(t, states.NOT_RUN, None))
+    return rows
+
+
+def _task_row(spec: sqlite3.Row, status: str, run_task: sqlite3.Row | None) -> dict[str, Any]:
+    def field(name: str) -> Any:
+        return run_task[name] if run_task is not None else None
+
+    return {
+        "name": spec["name"],
+        "place": spec["place"],
+        "exec": spec["exec"],
+        "function": spec["function"],
+        "params": json.loads(spec["params"]),
+        "status": status,
+        "pid": field("pid"),
+        "attempt": field("attempt"),
+        "exit_code": field("exit_code"),
+        "started_at": field("started_at"),
+        "ended_at": field("ended_at"),
+    }
+
+
+def _project_name(svc: Service, given: str | None) -> str:
+    if given:
+        return given
+    current = defs.current_project(svc.conn)
+    if current is None:
+        raise NotFound("no current project: give one (-p PROJECT) or create one first")
+    return current
+
+
+def _project(svc: Service, name: str) -> sqlite3.Row:
+    row = defs.project(svc.conn, name)
+    if row is None:
+        raise NotFound(f"project {name!r} does not exist: create it first", project=name)
+    return row
+
+
+def _workflow(svc: Service, project: str, name: str) -> sqlite3.Row:
+    row = defs.workflow(svc.conn, _project(svc, project)["id"], name)
+    if row is None:
+        raise NotFound(f"workflow {name!r} does not exist in project {project!r}",
+                       project=project, workflow=name)
+    return row
+
+
+def _running(svc: Service, project: str | None, workflow: str) -> sqlite3.Row:
+    """The unfinished run of ``workflow``; without a project, searched in every project."""
+    candidates = [r for r in runs.unfinished(svc.conn) if r["workflow"] == workflow]
+    if project is not None:
+        _workflow(svc, project, workflow)
+        candidates = [r for r in candidates if r["project"] == project]
+    if not candidates:
+        where = f"{project}/{workflow}" if project else f"workflow {workflow!r}"
+        raise Conflict(f"{where} is not running: nothing to stop")
+    if len(candidates) > 1:
+        names = ", ".join(sorted(r["project"] for r in candidates))
+        raise Conflict(f"workflow {workflow!r} runs in several projects ({names}): give -p PROJECT")
+    return candidates[0]
+
+
+#: The allow-list: only these names can be called.
+METHODS: dict[str, Method] = {
+    "select_project": Method(select_project, SelectParams),
+    "create": Method(create),
+    "delete": Method(delete),
+    "update": Method(update),
+    "run": Method(run, RunParams),
+    "stop": Method(stop, StopParams),
+    "status": Method(status, TaskParams),
+    "dump": Method(dump, DumpParams),
+    "set_status": Method(set_status, SetStatusParams),
+    "list": Method(list_, ProjectParams),
+    "logs": Method(logs, LogsParams),
+}

@@ -1,0 +1,149 @@
+"""The JSON-RPC 2.0 envelope: parse, batch, notifications, errors; dispatch to an allow-list.
+
+Transport-free: :func:`handle` takes the body's bytes and returns the reply's bytes (or None
+when there is nothing to send: only notifications).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from spad.errors import InvalidParams, SpadError
+from spad.model import validate
+
+log = logging.getLogger("spad.rpc")
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+MAX_BATCH = 1_000
+MAX_DEPTH = 64
+
+
+@dataclass(frozen=True)
+class Method:
+    """One allowed method: its function and the model its params are checked against
+    (None: the function takes the raw params object)."""
+
+    function: Callable[..., Any]
+    params: type[BaseModel] | None = None
+
+
+_MISSING = object()
+
+
+def handle(body: bytes, methods: Mapping[str, Method], context: Any) -> bytes | None:
+    try:
+        message = json.loads(body)
+    except (ValueError, RecursionError):
+        return _encode(_error(None, PARSE_ERROR, "parse error: the body is not valid JSON"))
+    if _depth(message) > MAX_DEPTH:
+        return _encode(_error(None, INVALID_REQUEST, f"JSON nested deeper than {MAX_DEPTH} levels"))
+    if isinstance(message, list):
+        if not message:
+            return _encode(_error(None, INVALID_REQUEST, "invalid request: empty batch"))
+        if len(message) > MAX_BATCH:
+            return _encode(
+                _error(None, INVALID_REQUEST, f"a batch holds at most {MAX_BATCH} requests")
+            )
+        replies = [r for r in (_one(m, methods, context) for m in message) if r is not None]
+        return _encode(replies) if replies else None
+    reply = _one(message, methods, context)
+    return _encode(reply) if reply is not None else None
+
+
+def _one(message: Any, methods: Mapping[str, Method], context: Any) -> dict[str, Any] | None:
+    if not isinstance(message, dict):
+        return _error(None, INVALID_REQUEST, "invalid request: expected a JSON object")
+    request_id = message.get("id", _MISSING)
+    reply_id = request_id if _valid_id(request_id) else None
+    problem = _check_envelope(message, request_id)
+    if problem:
+        return _error(reply_id, INVALID_REQUEST, f"invalid request: {problem}")
+    result = _call(message["method"], message.get("params", {}), methods, context)
+    if request_id is _MISSING:
+        return None  # a notification: no reply, even for an error
+    if isinstance(result, _Failure):
+        return _error(request_id, result.code, result.message, result.data)
+    return {"jsonrpc": "2.0", "result": result, "id": request_id}
+
+
+def _check_envelope(message: dict[str, Any], request_id: Any) -> str | None:
+    if message.get("jsonrpc") != "2.0":
+        return '"jsonrpc" must be "2.0"'
+    if not isinstance(message.get("method"), str):
+        return '"method" must be a string'
+    if request_id is not _MISSING and not _valid_id(request_id):
+        return '"id" must be a string, a number or null'
+    if "params" in message and not isinstance(message["params"], dict | list):
+        return '"params" must be an object or an array'
+    extra = set(message) - {"jsonrpc", "method", "params", "id"}
+    if extra:
+        return f"unknown member {sorted(extra)[0]!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class _Failure:
+    code: int
+    message: str
+    data: dict[str, Any] | None = None
+
+
+def _call(name: str, params: Any, methods: Mapping[str, Method], context: Any) -> Any:
+    method = methods.get(name)
+    if method is None:
+        return _Failure(METHOD_NOT_FOUND, f"method not found: {name!r} (see spa_ctl --help)")
+    try:
+        if isinstance(params, list):
+            if params:
+                raise InvalidParams("params are by name: give an object, not an array")
+            params = {}
+        if method.params is not None:
+            params = validate(method.params, params)
+        return method.function(context, params)
+    except SpadError as exc:
+        return _Failure(exc.code, exc.message, exc.to_data())
+    except Exception:
+        log.exception("method %s failed", name)
+        return _Failure(INTERNAL_ERROR, "internal error: the server log has the details")
+
+
+def _valid_id(value: Any) -> bool:
+    return value is None or (isinstance(value, str | int | float) and not isinstance(value, bool))
+
+
+def _error(
+    request_id: Any, code: int, message: str, data: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "error": error, "id": request_id}
+
+
+def _encode(reply: Any) -> bytes:
+    return json.dumps(reply, ensure_ascii=False).encode()
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, without recursion (a deep body must not overflow the stack)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if deepest > MAX_DEPTH:
+                return deepest
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, level + 1) for child in children)
+    return deepest

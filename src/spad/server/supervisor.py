@@ -1,0 +1,261 @@
+"""The server's side of execution: start runners, watch them, adopt them, resume what they left.
+
+A runner is watched through a pidfd (readable when it exits, whether it is our child or one
+adopted from an earlier server), so nothing polls. When a runner ends without finishing its run,
+the processes it recorded are swept (each checked by identity) and the workflow is started again
+as a new run, with a back-off if it keeps dying young.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from spad import procs, states
+from spad.errors import Conflict, Invalid, NotFound
+from spad.home import Home
+from spad.store import definitions as defs
+from spad.store import runs
+from spad.store.sqlite import transaction
+
+log = logging.getLogger("spad.supervisor")
+
+#: A runner that lived at least this long was healthy: its next restart is immediate.
+HEALTHY_AFTER = 30.0
+MAX_BACKOFF = 300.0
+
+_ExitCallback = Callable[[int | None], None]
+
+
+@dataclass
+class _Restarts:
+    count: int = 0
+    last_start: float = 0.0
+
+
+class Supervisor:
+    def __init__(self, home: Home, conn: sqlite3.Connection, url: str) -> None:
+        self.home = home
+        self.conn = conn
+        self.url = url
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._watched: dict[int, int] = {}  # pidfd -> pid
+        self._restarts: dict[int, _Restarts] = {}
+        self._pending: dict[int, asyncio.TimerHandle] = {}  # run id -> restart waiting
+
+    # -- run and stop ------------------------------------------------------------------------
+
+    def start(
+        self,
+        project: str,
+        workflow: sqlite3.Row,
+        only_task: str | None = None,
+        from_task: str | None = None,
+    ) -> int:
+        selected = self._select(project, workflow, only_task, from_task)
+        with transaction(self.conn):
+            if runs.unfinished(self.conn, workflow["id"]):
+                raise Conflict(
+                    f"workflow {project}/{workflow['name']} is already running: stop it first "
+                    f"(spa_ctl stop -p {project} -w {workflow['name']})",
+                    project=project, workflow=workflow["name"],
+                )
+            run_id = runs.create(self.conn, workflow["id"], selected, only_task, from_task)
+        self._spawn(run_id)
+        self._restarts.setdefault(workflow["id"], _Restarts()).last_start = time.monotonic()
+        return run_id
+
+    def _select(
+        self, project: str, workflow: sqlite3.Row, only_task: str | None, from_task: str | None
+    ) -> list[str]:
+        tasks = defs.tasks(self.conn, workflow["id"])
+        names = [t["name"] for t in tasks]
+        where = f"{project}/{workflow['name']}"
+        if not tasks:
+            raise Invalid(f"workflow {where} has no tasks: add some with create")
+        for wanted in (only_task, from_task):
+            if wanted is not None and wanted not in names:
+                raise NotFound(f"task {wanted!r} does not exist in {where}")
+        if only_task is not None:
+            tasks = [t for t in tasks if t["name"] == only_task]
+        elif from_task is not None:
+            tasks = tasks[names.index(from_task):]
+        missing = sorted({t["function"] for t in tasks if self.home.executable(t["function"]) is None})
+        if missing:
+            raise Invalid(
+                f"cannot run {where}: no executable {', '.join(missing)} in {self.home.bin} "
+                "(copy it there and make it executable)",
+                functions=missing,
+            )
+        return [t["name"] for t in tasks]
+
+    def stop(self, run: sqlite3.Row, force: bool) -> None:
+        with transaction(self.conn):
+            runs.update(self.conn, run["id"], stop_request="forced" if force else "graceful")
+            if run["status"] == states.RUNNING:
+                runs.update(self.conn, run["id"], status=states.STOPPING)
+        if procs.is_alive(run["runner_pid"], run["runner_identity"]):
+            os.kill(run["runner_pid"], signal.SIGUSR2 if force else signal.SIGUSR1)
+        else:
+            self._runner_gone(run["id"], None)  # no runner (dead, or waiting to restart)
+
+    # -- runners -----------------------------------------------------------------------------
+
+    def _spawn(self, run_id: int) -> None:
+        env = dict(os.environ, SPA_URL=self.url, SPA_HOME=str(self.home.root))
+        with (self.home.logs / "runners.log").open("ab") as out:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "spad.runner", str(self.home.root), str(run_id)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True, env=env, cwd=self.home.root,
+            )
+        self._children[child.pid] = child
+        identity = procs.identity(child.pid)
+        runs.update(self.conn, run_id, runner_pid=child.pid, runner_identity=identity)
+        self._watch(child.pid, lambda code: self._runner_gone(run_id, code))
+
+    def _watch(self, pid: int, on_exit: _ExitCallback) -> None:
+        """Call ``on_exit(exit code or None)`` when ``pid`` ends (our child or not)."""
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            on_exit(self._reap(pid))
+            return
+        loop = asyncio.get_running_loop()
+
+        def ended() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            self._watched.pop(pidfd, None)
+            on_exit(self._reap(pid))
+
+        self._watched[pidfd] = pid
+        loop.add_reader(pidfd, ended)
+
+    def _reap(self, pid: int) -> int | None:
+        child = self._children.pop(pid, None)
+        return child.wait() if child is not None else None
+
+    def _runner_gone(self, run_id: int, code: int | None) -> None:
+        try:
+            self._after_runner(run_id, code)
+        except Exception:
+            log.exception("could not handle the end of run %s", run_id)
+
+    def _after_runner(self, run_id: int, code: int | None) -> None:
+        run = runs.get(self.conn, run_id)
+        if run is None:
+            return
+        if run["finished"]:
+            self._watch_immortals(run_id)
+            return
+        self._sweep(run_id)
+        if run["stop_request"] or run["status"] == states.STOPPING:
+            runs.update(self.conn, run_id, status=states.STOPPED, finished=1, ended_at=runs.now())
+            self._cancel_restart(run_id)
+            return
+        if run["status"] in states.WORKFLOW_ACTIVE:
+            died = states.terminated(-code) if code and code < 0 else (
+                states.error(code) if code else states.terminated(signal.SIGKILL))
+            runs.update(self.conn, run_id, status=died, ended_at=runs.now())
+        self._schedule_restart(run)
+
+    def _sweep(self, run_id: int) -> None:
+        """Kill what a dead runner's tasks left running; record them as killed."""
+        for task in runs.tasks(self.conn, run_id):
+            if task["pid"] and task["ended_at"] is None:
+                procs.kill_recorded_group(task["pid"], task["pid_identity"])
+            if task["status"] in states.TASK_ACTIVE:
+                runs.update_task(self.conn, run_id, task["name"], status=states.KILLED,
+                                 ended_at=task["ended_at"] or runs.now())
+
+    # -- resuming ----------------------------------------------------------------------------
+
+    def _schedule_restart(self, run: sqlite3.Row) -> None:
+        """Start the run's workflow again; back off when its runners keep dying young."""
+        record = self._restarts.setdefault(run["workflow_id"], _Restarts())
+        young = time.monotonic() - record.last_start < HEALTHY_AFTER
+        record.count = record.count + 1 if young else 0
+        delay = 0.0 if record.count == 0 else min(2.0 ** (record.count - 1), MAX_BACKOFF)
+        if delay:
+            log.warning("run %s ended unfinished %d times in a row: restarting in %.0f s",
+                        run["id"], record.count + 1, delay)
+        handle = asyncio.get_running_loop().call_later(delay, self._resume, run["id"])
+        self._pending[run["id"]] = handle
+
+    def _cancel_restart(self, run_id: int) -> None:
+        handle = self._pending.pop(run_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _resume(self, old_run_id: int) -> None:
+        self._pending.pop(old_run_id, None)
+        try:
+            run_id = self._new_run_for(old_run_id)
+        except Exception:
+            log.exception("could not resume run %s", old_run_id)
+            return
+        if run_id is not None:
+            log.info("run %s resumed as run %s", old_run_id, run_id)
+            self._spawn(run_id)
+
+    def _new_run_for(self, old_run_id: int) -> int | None:
+        with transaction(self.conn):
+            old = runs.get(self.conn, old_run_id)
+            if old is None or old["finished"]:
+                return None
+            names = [t["name"] for t in defs.tasks(self.conn, old["workflow_id"])]
+            selected = [n for n in names if n == old["only_task"]] if old["only_task"] else (
+                names[names.index(old["from_task"]):] if old["from_task"] in names else names)
+            runs.update(self.conn, old_run_id, finished=runs.SUPERSEDED)
+            run_id = runs.create(self.conn, old["workflow_id"], selected, old["only_task"],
+                                 old["from_task"], resumed_from=old_run_id)
+        self._restarts.setdefault(old["workflow_id"], _Restarts()).last_start = time.monotonic()
+        return run_id
+
+    def recover(self) -> None:
+        """At start: adopt live runners, resume the unfinished runs whose runner is gone."""
+        for run in runs.unfinished(self.conn):
+            run_id = run["id"]
+            if procs.is_alive(run["runner_pid"], run["runner_identity"]):
+                log.info("adopting the runner %s of run %s", run["runner_pid"], run_id)
+                self._watch(run["runner_pid"], lambda code, r=run_id: self._runner_gone(r, code))
+            else:
+                self._runner_gone(run_id, None)
+        for run_id in {t["run_id"] for t in runs.immortal_tasks(self.conn)}:
+            self._watch_immortals(run_id)
+
+    def _watch_immortals(self, run_id: int) -> None:
+        """Tasks that survived SIGKILL: watched until they die, then recorded as killed."""
+        for task in runs.tasks(self.conn, run_id):
+            if not states.is_immortal(task["status"]) or task["ended_at"] is not None:
+                continue
+            name = task["name"]
+
+            def died(_code: int | None, name: str = name) -> None:
+                runs.update_task(self.conn, run_id, name, status=states.KILLED,
+                                 ended_at=runs.now())
+
+            if procs.is_alive(task["pid"], task["pid_identity"]):
+                self._watch(task["pid"], died)
+            else:
+                died(None)
+
+    def close(self) -> None:
+        """Stop watching (the server is going down); runners go on by themselves."""
+        loop = asyncio.get_running_loop()
+        for pidfd in list(self._watched):
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+        self._watched.clear()
+        for handle in self._pending.values():
+            handle.cancel()
+

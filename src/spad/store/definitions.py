@@ -1,0 +1,189 @@
+"""Queries on the definitions: projects, workflows, tasks, and the current project."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+Row = sqlite3.Row
+
+TASK_FIELDS = (
+    "exec",
+    "function",
+    "params",
+    "retries",
+    "retry_delay",
+    "stop_signal",
+    "stop_timeout",
+    "env",
+    "cwd",
+)
+
+
+def project(conn: sqlite3.Connection, name: str) -> Row | None:
+    row: Row | None = conn.execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
+    return row
+
+
+def projects(conn: sqlite3.Connection) -> list[Row]:
+    return conn.execute("SELECT * FROM projects ORDER BY name").fetchall()
+
+
+def insert_project(conn: sqlite3.Connection, name: str, ext_id: int | None) -> int:
+    if ext_id is None:
+        ext_id = conn.execute("SELECT coalesce(max(ext_id), 0) + 1 FROM projects").fetchone()[0]
+    cursor = conn.execute("INSERT INTO projects (ext_id, name) VALUES (?, ?)", (ext_id, name))
+    return int(cursor.lastrowid or 0)
+
+
+def set_project_ext_id(conn: sqlite3.Connection, project_id: int, ext_id: int) -> None:
+    conn.execute("UPDATE projects SET ext_id = ? WHERE id = ?", (ext_id, project_id))
+
+
+def workflow(conn: sqlite3.Connection, project_id: int, name: str) -> Row | None:
+    row: Row | None = conn.execute(
+        "SELECT * FROM workflows WHERE project_id = ? AND name = ?", (project_id, name)
+    ).fetchone()
+    return row
+
+
+def workflows(conn: sqlite3.Connection, project_id: int) -> list[Row]:
+    return conn.execute(
+        "SELECT * FROM workflows WHERE project_id = ? ORDER BY ext_id, id", (project_id,)
+    ).fetchall()
+
+
+def insert_workflow(
+    conn: sqlite3.Connection, project_id: int, name: str, ext_id: int | None, on_failure: str
+) -> int:
+    if ext_id is None:
+        ext_id = conn.execute(
+            "SELECT coalesce(max(ext_id), 0) + 1 FROM workflows WHERE project_id = ?",
+            (project_id,),
+        ).fetchone()[0]
+    cursor = conn.execute(
+        "INSERT INTO workflows (project_id, ext_id, name, on_failure) VALUES (?, ?, ?, ?)",
+        (project_id, ext_id, name, on_failure),
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def update_workflow(
+    conn: sqlite3.Connection, workflow_id: int, ext_id: int | None, on_failure: str | None
+) -> None:
+    conn.execute(
+        "UPDATE workflows SET ext_id = coalesce(?, ext_id), on_failure = coalesce(?, on_failure)"
+        " WHERE id = ?",
+        (ext_id, on_failure, workflow_id),
+    )
+
+
+def delete_workflow(conn: sqlite3.Connection, workflow_id: int) -> None:
+    conn.execute("DELETE FROM workflows WHERE id = ?", (workflow_id,))
+
+
+def tasks(conn: sqlite3.Connection, workflow_id: int) -> list[Row]:
+    return conn.execute(
+        "SELECT * FROM tasks WHERE workflow_id = ? ORDER BY place", (workflow_id,)
+    ).fetchall()
+
+
+def task(conn: sqlite3.Connection, workflow_id: int, name: str) -> Row | None:
+    row: Row | None = conn.execute(
+        "SELECT * FROM tasks WHERE workflow_id = ? AND name = ?", (workflow_id, name)
+    ).fetchone()
+    return row
+
+
+def task_count(conn: sqlite3.Connection, workflow_id: int) -> int:
+    return int(
+        conn.execute("SELECT count(*) FROM tasks WHERE workflow_id = ?", (workflow_id,)).fetchone()[
+            0
+        ]
+    )
+
+
+def insert_task(
+    conn: sqlite3.Connection,
+    workflow_id: int,
+    project_id: int,
+    fields: dict[str, Any],
+    place: int,
+) -> None:
+    """Insert at ``place``, moving the tasks at that place and below down by one."""
+    ext_id = fields.get("id")
+    if ext_id is None:
+        ext_id = conn.execute(
+            "SELECT coalesce(max(t.ext_id), 0) + 1 FROM tasks t"
+            " JOIN workflows w ON w.id = t.workflow_id WHERE w.project_id = ?",
+            (project_id,),
+        ).fetchone()[0]
+    conn.execute(
+        "UPDATE tasks SET place = place + 1 WHERE workflow_id = ? AND place >= ?",
+        (workflow_id, place),
+    )
+    conn.execute(
+        "INSERT INTO tasks (workflow_id, ext_id, name, place, exec, function, params, retries,"
+        " retry_delay, stop_signal, stop_timeout, env, cwd)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            workflow_id,
+            ext_id,
+            fields["name"],
+            place,
+            fields["exec"],
+            fields["function"],
+            json.dumps(fields["params"]),
+            fields["retries"],
+            fields["retry_delay"],
+            fields["stop_signal"],
+            fields["stop_timeout"],
+            json.dumps(fields["env"], sort_keys=True),
+            fields["cwd"],
+        ),
+    )
+
+
+def delete_task(conn: sqlite3.Connection, task_id: int) -> None:
+    conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
+
+
+def close_up_places(conn: sqlite3.Connection, workflow_id: int) -> None:
+    """Renumber a workflow's tasks 1..n, keeping their order."""
+    rows = conn.execute(
+        "SELECT id FROM tasks WHERE workflow_id = ? ORDER BY place, id", (workflow_id,)
+    ).fetchall()
+    for place, row in enumerate(rows, start=1):
+        conn.execute("UPDATE tasks SET place = ? WHERE id = ?", (place, row["id"]))
+
+
+def task_as_dict(row: Row) -> dict[str, Any]:
+    """A task row in the seed's format, every field filled in."""
+    return {
+        "id": row["ext_id"],
+        "name": row["name"],
+        "place": row["place"],
+        "exec": row["exec"],
+        "function": row["function"],
+        "params": json.loads(row["params"]),
+        "retries": row["retries"],
+        "retry_delay": row["retry_delay"],
+        "stop_signal": row["stop_signal"],
+        "stop_timeout": row["stop_timeout"],
+        "env": json.loads(row["env"]),
+        "cwd": row["cwd"],
+    }
+
+
+def current_project(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute("SELECT value FROM settings WHERE key = 'current_project'").fetchone()
+    return str(row["value"]) if row else None
+
+
+def set_current_project(conn: sqlite3.Connection, name: str) -> None:
+    conn.execute(
+        "INSERT INTO settings (key, value) VALUES ('current_project', ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (name,),
+    )

@@ -1,0 +1,115 @@
+"""Queries on runs and their tasks. Standard library only: the runner writes through these."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+Row = sqlite3.Row
+
+#: ``runs.finished``: 0 unfinished (to be resumed), 1 finished, 2 cut short and resumed as a newer run.
+UNFINISHED, FINISHED, SUPERSEDED = 0, 1, 2
+
+RUN_TASK_COPY = (
+    "place, name, exec, function, params, retries, retry_delay, stop_signal, stop_timeout, env, cwd"
+)
+
+
+def now() -> str:
+    """ISO 8601 UTC with milliseconds, as every time in spad is written."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def create(
+    conn: sqlite3.Connection,
+    workflow_id: int,
+    selected: list[str],
+    only_task: str | None = None,
+    from_task: str | None = None,
+    resumed_from: int | None = None,
+) -> int:
+    """A new run: the workflow's tasks copied, ``new`` for the selected ones, ``not run`` else."""
+    cursor = conn.execute(
+        "INSERT INTO runs (workflow_id, status, only_task, from_task, resumed_from, started_at)"
+        " VALUES (?, 'running', ?, ?, ?, ?)",
+        (workflow_id, only_task, from_task, resumed_from, now()),
+    )
+    run_id = int(cursor.lastrowid or 0)
+    marks = ",".join("?" * len(selected)) or "NULL"
+    conn.execute(
+        f"INSERT INTO run_tasks (run_id, {RUN_TASK_COPY}, status)"
+        f" SELECT ?, {RUN_TASK_COPY}, CASE WHEN name IN ({marks}) THEN 'new' ELSE 'not run' END"
+        " FROM tasks WHERE workflow_id = ?",
+        (run_id, *selected, workflow_id),
+    )
+    return run_id
+
+
+def get(conn: sqlite3.Connection, run_id: int) -> Row | None:
+    row: Row | None = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return row
+
+
+def latest(conn: sqlite3.Connection, workflow_id: int) -> Row | None:
+    row: Row | None = conn.execute(
+        "SELECT * FROM runs WHERE workflow_id = ? ORDER BY id DESC LIMIT 1", (workflow_id,)
+    ).fetchone()
+    return row
+
+
+def unfinished(conn: sqlite3.Connection, workflow_id: int | None = None) -> list[Row]:
+    """Runs not finished, with their project and workflow names."""
+    query = (
+        "SELECT r.*, w.name AS workflow, p.name AS project FROM runs r"
+        " JOIN workflows w ON w.id = r.workflow_id JOIN projects p ON p.id = w.project_id"
+        " WHERE r.finished = 0"
+    )
+    if workflow_id is None:
+        return conn.execute(query + " ORDER BY r.id").fetchall()
+    return conn.execute(query + " AND r.workflow_id = ?", (workflow_id,)).fetchall()
+
+
+def tasks(conn: sqlite3.Connection, run_id: int) -> list[Row]:
+    return conn.execute(
+        "SELECT * FROM run_tasks WHERE run_id = ? ORDER BY place", (run_id,)
+    ).fetchall()
+
+
+def task(conn: sqlite3.Connection, run_id: int, name: str) -> Row | None:
+    row: Row | None = conn.execute(
+        "SELECT * FROM run_tasks WHERE run_id = ? AND name = ?", (run_id, name)
+    ).fetchone()
+    return row
+
+
+def update(conn: sqlite3.Connection, run_id: int, **fields: Any) -> None:
+    columns = ", ".join(f"{name} = ?" for name in fields)
+    conn.execute(f"UPDATE runs SET {columns} WHERE id = ?", (*fields.values(), run_id))
+
+
+def update_task(conn: sqlite3.Connection, run_id: int, name: str, **fields: Any) -> None:
+    columns = ", ".join(f"{key} = ?" for key in fields)
+    conn.execute(
+        f"UPDATE run_tasks SET {columns} WHERE run_id = ? AND name = ?",
+        (*fields.values(), run_id, name),
+    )
+
+
+def set_task_status_if(
+    conn: sqlite3.Connection, run_id: int, name: str, status: str, allowed_from: tuple[str, ...]
+) -> bool:
+    """Change a task's status only from one of ``allowed_from``; True when it changed."""
+    marks = ",".join("?" * len(allowed_from))
+    cursor = conn.execute(
+        f"UPDATE run_tasks SET status = ? WHERE run_id = ? AND name = ? AND status IN ({marks})",
+        (status, run_id, name, *allowed_from),
+    )
+    return cursor.rowcount > 0
+
+
+def immortal_tasks(conn: sqlite3.Connection) -> list[Row]:
+    """Tasks that outlived SIGKILL and have not been seen to die yet."""
+    return conn.execute(
+        "SELECT * FROM run_tasks WHERE status LIKE 'immortal(%' AND ended_at IS NULL"
+    ).fetchall()

@@ -1,0 +1,138 @@
+"""The SQLite file: connection settings and numbered schema migrations.
+
+Standard library only (the runner opens the store too). WAL lets the server read while runners
+write; ``busy_timeout`` makes a writer wait for another instead of failing; ``synchronous=NORMAL``
+in WAL mode never corrupts the file on power loss (at worst the last commits are lost).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+BUSY_TIMEOUT_MS = 10_000
+
+#: Each entry moves the schema from version N to N+1. Never edit one that has shipped: add one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE projects (
+        id INTEGER PRIMARY KEY,
+        ext_id INTEGER NOT NULL,
+        name TEXT NOT NULL UNIQUE
+    );
+    CREATE TABLE workflows (
+        id INTEGER PRIMARY KEY,
+        project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+        ext_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        on_failure TEXT NOT NULL DEFAULT 'stop',
+        UNIQUE (project_id, name)
+    );
+    CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY,
+        workflow_id INTEGER NOT NULL REFERENCES workflows(id) ON DELETE CASCADE,
+        ext_id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        place INTEGER NOT NULL,
+        exec TEXT NOT NULL,
+        function TEXT NOT NULL,
+        params TEXT NOT NULL,
+        retries INTEGER NOT NULL,
+        retry_delay REAL NOT NULL,
+        stop_signal TEXT NOT NULL,
+        stop_timeout REAL NOT NULL,
+        env TEXT NOT NULL,
+        cwd TEXT NOT NULL,
+        UNIQUE (workflow_id, name)
+    );
+    -- One row per execution of a workflow. ``finished`` = 1 when its task list ended by itself
+    -- or a stop ended it; anything else (power loss, crash, hard kill) leaves it 0 to be resumed.
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        workflow_id INTEGER NOT NULL REFERENCES workflows(id) ON DELETE CASCADE,
+        status TEXT NOT NULL,
+        only_task TEXT,
+        from_task TEXT,
+        finished INTEGER NOT NULL DEFAULT 0,
+        stop_request TEXT,
+        runner_pid INTEGER,
+        runner_identity TEXT,
+        resumed_from INTEGER,
+        started_at TEXT NOT NULL,
+        ended_at TEXT
+    );
+    CREATE INDEX runs_by_workflow ON runs (workflow_id, id);
+    CREATE INDEX runs_unfinished ON runs (finished) WHERE finished = 0;
+    -- The tasks of a run, copied from the definition when the run starts.
+    CREATE TABLE run_tasks (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        place INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        exec TEXT NOT NULL,
+        function TEXT NOT NULL,
+        params TEXT NOT NULL,
+        retries INTEGER NOT NULL,
+        retry_delay REAL NOT NULL,
+        stop_signal TEXT NOT NULL,
+        stop_timeout REAL NOT NULL,
+        env TEXT NOT NULL,
+        cwd TEXT NOT NULL,
+        status TEXT NOT NULL,
+        pid INTEGER,
+        pid_identity TEXT,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        exit_code INTEGER,
+        started_at TEXT,
+        ended_at TEXT,
+        log_path TEXT,
+        PRIMARY KEY (run_id, name)
+    );
+    """,
+)
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    """Open the store with the settings every process of spad uses."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date, one migration per transaction; returns the version reached."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"spa.db has schema version {version}, newer than this spad knows "
+            f"({len(MIGRATIONS)}): upgrade spad"
+        )
+    for number in range(version, len(MIGRATIONS)):
+        try:
+            conn.executescript(
+                f"BEGIN IMMEDIATE; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; COMMIT;"
+            )
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One atomic write: ``BEGIN IMMEDIATE`` takes the write lock up front, so two writers
+    never deadlock halfway; any exception rolls everything back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
