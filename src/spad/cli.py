@@ -40,8 +40,9 @@ def fail(message: str, code: int) -> NoReturn:
 
 
 pass_ctx = click.make_pass_decorator(Context)
-project_option = click.option("-p", "--project", envvar="SPA_PROJECT",
-                              help="project (default: the current one)")
+project_option = click.option(
+    "-p", "--project", envvar="SPA_PROJECT", help="project (default: the current one)"
+)
 workflow_option = click.option("-w", "--workflow", required=True, help="workflow")
 
 
@@ -85,8 +86,13 @@ def _summary(verb: str, result: dict[str, Any]) -> str:
 
 tree_options = [
     click.option("-j", "--json-tree", "json_text", help="definition tree as JSON text"),
-    click.option("-f", "--file", "file", type=click.Path(dir_okay=False),
-                 help="definition tree in a JSON file"),
+    click.option(
+        "-f",
+        "--file",
+        "file",
+        type=click.Path(dir_okay=False),
+        help="definition tree in a JSON file",
+    ),
 ]
 
 
@@ -129,8 +135,14 @@ def update(ctx: Context, json_text: str | None, file: str | None) -> None:
 @click.option("-w", "--workflow", help="workflow to delete (whole, unless -t)")
 @click.option("-t", "--task", help="task to delete")
 @pass_ctx
-def delete(ctx: Context, json_text: str | None, file: str | None, project: str | None,
-           workflow: str | None, task: str | None) -> None:
+def delete(
+    ctx: Context,
+    json_text: str | None,
+    file: str | None,
+    project: str | None,
+    workflow: str | None,
+    task: str | None,
+) -> None:
     """Delete workflows or tasks: a tree (-j/-f) or -w WORKFLOW [-t TASK]."""
     if json_text is None and file is None:
         if workflow is None:
@@ -147,8 +159,9 @@ def delete(ctx: Context, json_text: str | None, file: str | None, project: str |
 @click.option("-t", "--task", help="run only this task")
 @click.option("--from", "from_task", help="start at this task")
 @pass_ctx
-def run(ctx: Context, project: str | None, workflow: str, task: str | None,
-        from_task: str | None) -> None:
+def run(
+    ctx: Context, project: str | None, workflow: str, task: str | None, from_task: str | None
+) -> None:
     """Start a workflow (a new run)."""
     if task and from_task:
         raise click.UsageError("give -t TASK or --from TASK, not both")
@@ -164,19 +177,27 @@ def run(ctx: Context, project: str | None, workflow: str, task: str | None,
 @workflow_option
 @click.option("--wait", is_flag=True, help="return when the workflow has stopped")
 @click.option("--force", is_flag=True, help="no grace: SIGKILL at once")
-@click.option("--timeout", type=float, default=600, show_default=True,
-              help="with --wait: give up after this many seconds")
+@click.option(
+    "--timeout",
+    type=float,
+    default=600,
+    show_default=True,
+    help="with --wait: give up after this many seconds",
+)
 @pass_ctx
-def stop(ctx: Context, project: str | None, workflow: str, wait: bool, force: bool,
-         timeout: float) -> None:
+def stop(
+    ctx: Context, project: str | None, workflow: str, wait: bool, force: bool, timeout: float
+) -> None:
     """Stop a running workflow: stop signal, then SIGKILL after each task's stop_timeout."""
     result = ctx.call("stop", project=project, workflow=workflow, force=force or None)
     if wait:
         deadline = time.monotonic() + timeout
         while True:
             state = ctx.call("status", project=result["project"], workflow=workflow)
-            if state["run_id"] != result["run_id"] or state["status"] not in ("running",
-                                                                                "stopping"):
+            if state["run_id"] != result["run_id"] or state["status"] not in (
+                "running",
+                "stopping",
+            ):
                 result = state
                 break
             if time.monotonic() > deadline:
@@ -215,15 +236,23 @@ def dump(ctx: Context, project: str | None, workflow: str | None, task: str | No
 @click.option("-p", "--project", envvar="SPA_PROJECT", help="project")
 @click.option("-w", "--workflow", envvar="SPA_WORKFLOW", required=True, help="workflow")
 @click.option("-t", "--task", envvar="SPA_TASK", required=True, help="task")
-@click.option("-s", "--status", "new_status", required=True,
-              type=click.Choice(["waiting", "running"]), help="the new status")
+@click.option(
+    "-s",
+    "--status",
+    "new_status",
+    required=True,
+    type=click.Choice(["waiting", "running"]),
+    help="the new status",
+)
 @pass_ctx
-def set_status(ctx: Context, project: str | None, workflow: str, task: str,
-               new_status: str) -> None:
+def set_status(
+    ctx: Context, project: str | None, workflow: str, task: str, new_status: str
+) -> None:
     """Set a running task's status to waiting or back to running (inside a task, -p -w -t
     default to its own)."""
-    result = ctx.call("set_status", project=project, workflow=workflow, task=task,
-                      status=new_status)
+    result = ctx.call(
+        "set_status", project=project, workflow=workflow, task=task, status=new_status
+    )
     _show(ctx, result, f"{task}: {result['status']}")
 
 
@@ -250,11 +279,24 @@ def list_(ctx: Context, project: str | None) -> None:
 @click.option("-n", "--lines", type=click.IntRange(min=0), help="only the last LINES lines")
 @click.option("-f", "--follow", is_flag=True, help="keep printing as the task writes")
 @pass_ctx
-def logs(ctx: Context, project: str | None, workflow: str, task: str, run_id: int | None,
-         attempt: int | None, lines: int | None, follow: bool) -> None:
+def logs(
+    ctx: Context,
+    project: str | None,
+    workflow: str,
+    task: str,
+    run_id: int | None,
+    attempt: int | None,
+    lines: int | None,
+    follow: bool,
+) -> None:
     """A task's output (stdout and stderr, in order)."""
-    params = {"project": project, "workflow": workflow, "task": task, "run_id": run_id,
-              "attempt": attempt}
+    params = {
+        "project": project,
+        "workflow": workflow,
+        "task": task,
+        "run_id": run_id,
+        "attempt": attempt,
+    }
     if not follow:
         click.echo(ctx.call("logs", tail=lines, **params), nl=False)
         return

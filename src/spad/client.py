@@ -49,8 +49,12 @@ class Client:
         self._ids = itertools.count(1)
 
     def call(self, method: str, **params: Any) -> Any:
-        body = {"jsonrpc": "2.0", "method": method, "id": next(self._ids),
-                "params": {k: v for k, v in params.items() if v is not None}}
+        body = {
+            "jsonrpc": "2.0",
+            "method": method,
+            "id": next(self._ids),
+            "params": {k: v for k, v in params.items() if v is not None},
+        }
         reply = self._post(json.dumps(body).encode())
         if "error" in reply:
             error = reply["error"]
@@ -69,8 +73,10 @@ class Client:
             payload = exc.read()
             if exc.code == 401 and not self.token:
                 raise ServerError(
-                    -32000, "no token: give --token, set SPA_TOKEN, or set SPA_HOME to the "
-                    "server's home so that $SPA_HOME/token can be read") from None
+                    -32000,
+                    "no token: give --token, set SPA_TOKEN, or set SPA_HOME to the "
+                    "server's home so that $SPA_HOME/token can be read",
+                ) from None
             try:
                 reply: dict[str, Any] = json.loads(payload)
             except ValueError:
@@ -78,7 +84,9 @@ class Client:
             return reply
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise Unreachable(f"no spad server at {self.url} ({reason}): start it with 'spad', "
-                              "or give --url / SPA_URL") from None
+            raise Unreachable(
+                f"no spad server at {self.url} ({reason}): start it with 'spad', "
+                "or give --url / SPA_URL"
+            ) from None
         result: dict[str, Any] = json.loads(payload)
         return result

@@ -52,7 +52,9 @@ class RotatingLog:
         os.close(self._fd)
         for number in range(self.keep - 1, 0, -1):
             older = self.path.with_name(f"{self.path.name}.{number}")
-            newer = self.path.with_name(f"{self.path.name}.{number - 1}") if number > 1 else self.path
+            newer = (
+                self.path.with_name(f"{self.path.name}.{number - 1}") if number > 1 else self.path
+            )
             if newer.exists():
                 os.replace(newer, older)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)

@@ -137,7 +137,7 @@ class ProjectSpec(_Strict):
 
 
 class TaskRef(_Strict):
-    """A task to delete: its name; the other fields may be there (a dump's output) and are ignored."""
+    """A task to delete: its name; other fields may be there (dump's output) and are ignored."""
 
     id: Id | None = None
     name: Name

@@ -19,11 +19,24 @@ def _cell(value: Any) -> str:
 def status_table(result: dict[str, Any]) -> None:
     console = Console(soft_wrap=True)
     run = f"run {result['run_id']}" if result["run_id"] is not None else "never run"
-    console.print(f"{result['project']}/{result['workflow']}: [bold]{result['status']}[/] ({run})",
-                  highlight=False)
+    console.print(
+        f"{result['project']}/{result['workflow']}: [bold]{result['status']}[/] ({run})",
+        highlight=False,
+    )
     table = Table(box=None, pad_edge=False)
-    columns = ("place", "name", "exec", "function", "params", "status", "pid", "attempt",
-               "exit_code", "started_at", "ended_at")
+    columns = (
+        "place",
+        "name",
+        "exec",
+        "function",
+        "params",
+        "status",
+        "pid",
+        "attempt",
+        "exit_code",
+        "started_at",
+        "ended_at",
+    )
     for column in columns:
         table.add_column(column.replace("_", " "))
     for task in result["tasks"]:

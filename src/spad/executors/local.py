@@ -58,7 +58,7 @@ class LocalExecutor(Executor):
                 env=launch.env,
                 process_group=0,
                 close_fds=True,
-                preexec_fn=lambda: _die_with_parent(self._me),
+                preexec_fn=lambda: _die_with_parent(self._me),  # noqa: PLW1509 (no threads)
             )
         except BaseException:
             os.close(read_end)

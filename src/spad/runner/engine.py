@@ -34,7 +34,7 @@ WAITING_POLL = 0.1
 MAX_RETRY_DELAY = 60.0
 
 
-@dataclass
+@dataclass(eq=False)  # identity: tasks live in sets
 class Task:
     """One task of the run, as copied into ``run_tasks``."""
 
@@ -136,7 +136,11 @@ class Engine:
         task.attempt += 1
         task.stop_sent = task.kill_sent = False
         path = logfiles.path_for(
-            self.home, self.info.project, self.info.workflow, self.info.run_id, task.name,
+            self.home,
+            self.info.project,
+            self.info.workflow,
+            self.info.run_id,
+            task.name,
             task.attempt,
         )
         task.log = logfiles.RotatingLog(path)
@@ -155,8 +159,16 @@ class Engine:
             "UPDATE run_tasks SET status = CASE WHEN status = 'waiting' THEN status ELSE ? END,"
             " pid = ?, pid_identity = ?, attempt = ?, exit_code = NULL, started_at = ?,"
             " ended_at = NULL, log_path = ? WHERE run_id = ? AND name = ?",
-            (states.RUNNING, process.pid, process.identity, task.attempt, runs.now(), str(path),
-             self.info.run_id, task.name),
+            (
+                states.RUNNING,
+                process.pid,
+                process.identity,
+                task.attempt,
+                runs.now(),
+                str(path),
+                self.info.run_id,
+                task.name,
+            ),
         )
         if process.output is not None:
             fd = process.output
@@ -240,7 +252,9 @@ class Engine:
             task.failures += 1
             self._record(task, status=states.RERUN)
             self.retrying.add(task)
-            task.timers.append(self.timers.after(self._retry_delay(task), lambda: self._retry(task)))
+            task.timers.append(
+                self.timers.after(self._retry_delay(task), lambda: self._retry(task))
+            )
             return
         self.failure = status
         if self.info.on_failure == "stop":
@@ -252,7 +266,7 @@ class Engine:
     def _retry_delay(self, task: Task) -> float:
         """``retry_delay``, doubling with each failure up to a minute; from the second retry on,
         up to 10% jitter so that tasks failing together do not restart together."""
-        delay = min(task.retry_delay * 2 ** (task.failures - 1), MAX_RETRY_DELAY)
+        delay = min(task.retry_delay * 2.0 ** (task.failures - 1), MAX_RETRY_DELAY)
         if task.failures > 1:
             delay *= 1 + random.uniform(0, 0.1)
         return delay
@@ -368,7 +382,10 @@ class Engine:
         else:
             status = self.failure or states.SUCCESS
         runs.update(
-            self.conn, self.info.run_id, status=status, finished=int(self.finished),
+            self.conn,
+            self.info.run_id,
+            status=status,
+            finished=int(self.finished),
             ended_at=runs.now(),
         )
 

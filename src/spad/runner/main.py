@@ -6,10 +6,12 @@ touching it. A child subreaper, so a task's orphaned children are reaped (and ki
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
 import selectors
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -86,10 +88,8 @@ class Loop:
 def kill_leftovers() -> None:
     """Whatever a task left behind outside its group (adopted by this subreaper) ends here."""
     for pid in procs.descendants(os.getpid()):
-        try:
-            os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,8 +104,15 @@ def main(argv: list[str] | None = None) -> int:
     conn = connect(home.db)
     runs.update(conn, run_id, runner_pid=os.getpid(), runner_identity=procs.identity(os.getpid()))
     loop = Loop()
-    engine = Engine(conn, home, load_info(home, conn, run_id), LocalExecutor(), loop.timers,
-                    loop.watch, loop.unwatch)
+    engine = Engine(
+        conn,
+        home,
+        load_info(home, conn, run_id),
+        LocalExecutor(),
+        loop.timers,
+        loop.watch,
+        loop.unwatch,
+    )
     row = runs.get(conn, run_id)
     if row is not None and row["stop_request"]:
         engine.stop(row["stop_request"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+
 from aiohttp import web
 
 from spad.home import Home
@@ -48,8 +49,11 @@ TOKEN: web.AppKey[TokenCheck] = web.AppKey("token", TokenCheck)
 
 
 def _refusal(status: int, code: int, message: str, kind: str) -> web.Response:
-    body = {"jsonrpc": "2.0", "error": {"code": code, "message": message,
-                                        "data": {"kind": kind}}, "id": None}
+    body = {
+        "jsonrpc": "2.0",
+        "error": {"code": code, "message": message, "data": {"kind": kind}},
+        "id": None,
+    }
     return web.json_response(body, status=status)
 
 
@@ -63,11 +67,20 @@ def _foreign_origin(request: web.Request) -> bool:
 
 async def handle_rpc(request: web.Request) -> web.StreamResponse:
     if not request.app[TOKEN].accepts(request.headers.get("Authorization", "")):
-        return _refusal(401, -32000, "unauthorized: send 'Authorization: Bearer <token>' with "
-                        "the contents of $SPA_HOME/token", "forbidden")
+        return _refusal(
+            401,
+            -32000,
+            "unauthorized: send 'Authorization: Bearer <token>' with "
+            "the contents of $SPA_HOME/token",
+            "forbidden",
+        )
     if _foreign_origin(request):
-        return _refusal(403, -32000, "refused: requests from a web page of another origin "
-                        "cannot drive spad", "forbidden")
+        return _refusal(
+            403,
+            -32000,
+            "refused: requests from a web page of another origin cannot drive spad",
+            "forbidden",
+        )
     if (request.content_length or 0) > MAX_BODY:
         return _too_large()
     try:
@@ -81,8 +94,12 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
 
 
 def _too_large() -> web.Response:
-    return _refusal(413, rpc.INVALID_REQUEST,
-                    f"request body over {MAX_BODY // (1024 * 1024)} MiB: send less", "invalid")
+    return _refusal(
+        413,
+        rpc.INVALID_REQUEST,
+        f"request body over {MAX_BODY // (1024 * 1024)} MiB: send less",
+        "invalid",
+    )
 
 
 def make_app(service: Service) -> web.Application:

@@ -35,7 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--home", help="home folder (default: $SPA_HOME or /opt/spa)")
     parser.add_argument(
-        "--listen", type=parse_listen, default=DEFAULT_LISTEN,
+        "--listen",
+        type=parse_listen,
+        default=DEFAULT_LISTEN,
         help=f"address to serve JSON-RPC on (default {DEFAULT_LISTEN})",
     )
     return parser
@@ -52,9 +54,7 @@ def open_store(home: homes.Home) -> sqlite3.Connection:
 
 async def serve(home: homes.Home, host: str, port: int) -> None:
     conn = open_store(home)
-    url_host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-    url = f"http://{url_host}:{port}"
-    supervisor = Supervisor(home, conn, url)
+    supervisor = Supervisor(home, conn, url="")
     runner = web.AppRunner(make_app(Service(home, conn, supervisor)), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
@@ -62,8 +62,14 @@ async def serve(home: homes.Home, host: str, port: int) -> None:
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise HomeError(f"cannot listen on {host}:{port} ({exc.strerror}): "
-                        "give another address with --listen HOST:PORT") from None
+        raise HomeError(
+            f"cannot listen on {host}:{port} ({exc.strerror}): "
+            "give another address with --listen HOST:PORT"
+        ) from None
+    # The port actually bound (``--listen HOST:0`` picks a free one); tasks call back here.
+    bound_port = runner.addresses[0][1]
+    url_host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+    supervisor.url = url = f"http://{url_host}:{bound_port}"
     supervisor.recover()
     log.info("spad serving %s with home %s", url, home.root)
     done = asyncio.Event()

@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from spad import catalog, states
+from spad import catalog, logfiles, states
 from spad.errors import Conflict, Invalid, NotFound
 from spad.home import Home
 from spad.model import Name, parse_ref, parse_spec, validate
-from spad import logfiles
 from spad.server.rpc import Method
 from spad.store import definitions as defs
 from spad.store import runs
@@ -163,14 +162,19 @@ def run(svc: Service, p: RunParams) -> dict[str, Any]:
 def stop(svc: Service, p: StopParams) -> dict[str, Any]:
     run = _running(svc, p.project, p.workflow)
     svc.supervisor.stop(run, force=p.force)
-    return {"project": run["project"], "workflow": p.workflow, "run_id": run["id"],
-            "status": states.STOPPING}
+    return {
+        "project": run["project"],
+        "workflow": p.workflow,
+        "run_id": run["id"],
+        "status": states.STOPPING,
+    }
 
 
 def set_status(svc: Service, p: SetStatusParams) -> dict[str, Any]:
     if p.status not in states.SETTABLE:
-        raise Invalid(f"status {p.status!r} cannot be set: give 'waiting' or 'running'",
-                      field="status")
+        raise Invalid(
+            f"status {p.status!r} cannot be set: give 'waiting' or 'running'", field="status"
+        )
     project = _project_name(svc, p.project)
     wf = _workflow(svc, project, p.workflow)
     run = runs.latest(svc.conn, wf["id"])
@@ -261,8 +265,11 @@ def _project(svc: Service, name: str) -> sqlite3.Row:
 def _workflow(svc: Service, project: str, name: str) -> sqlite3.Row:
     row = defs.workflow(svc.conn, _project(svc, project)["id"], name)
     if row is None:
-        raise NotFound(f"workflow {name!r} does not exist in project {project!r}",
-                       project=project, workflow=name)
+        raise NotFound(
+            f"workflow {name!r} does not exist in project {project!r}",
+            project=project,
+            workflow=name,
+        )
     return row
 
 

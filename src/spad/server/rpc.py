@@ -103,11 +103,11 @@ def _call(name: str, params: Any, methods: Mapping[str, Method], context: Any) -
     if method is None:
         return _Failure(METHOD_NOT_FOUND, f"method not found: {name!r} (see spa_ctl --help)")
     try:
-        if isinstance(params, list):
-            if params:
-                raise InvalidParams("params are by name: give an object, not an array")
-            params = {}
         if method.params is not None:
+            if isinstance(params, list):
+                if params:
+                    raise InvalidParams("params are by name: give an object, not an array")
+                params = {}
             params = validate(method.params, params)
         return method.function(context, params)
     except SpadError as exc:

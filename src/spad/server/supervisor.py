@@ -9,6 +9,7 @@ as a new run, with a back-off if it keeps dying young.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -66,7 +67,8 @@ class Supervisor:
                 raise Conflict(
                     f"workflow {project}/{workflow['name']} is already running: stop it first "
                     f"(spa_ctl stop -p {project} -w {workflow['name']})",
-                    project=project, workflow=workflow["name"],
+                    project=project,
+                    workflow=workflow["name"],
                 )
             run_id = runs.create(self.conn, workflow["id"], selected, only_task, from_task)
         self._spawn(run_id)
@@ -87,8 +89,10 @@ class Supervisor:
         if only_task is not None:
             tasks = [t for t in tasks if t["name"] == only_task]
         elif from_task is not None:
-            tasks = tasks[names.index(from_task):]
-        missing = sorted({t["function"] for t in tasks if self.home.executable(t["function"]) is None})
+            tasks = tasks[names.index(from_task) :]
+        missing = sorted(
+            {t["function"] for t in tasks if self.home.executable(t["function"]) is None}
+        )
         if missing:
             raise Invalid(
                 f"cannot run {where}: no executable {', '.join(missing)} in {self.home.bin} "
@@ -114,8 +118,13 @@ class Supervisor:
         with (self.home.logs / "runners.log").open("ab") as out:
             child = subprocess.Popen(
                 [sys.executable, "-m", "spad.runner", str(self.home.root), str(run_id)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True, close_fds=True, env=env, cwd=self.home.root,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                env=env,
+                cwd=self.home.root,
             )
         self._children[child.pid] = child
         identity = procs.identity(child.pid)
@@ -163,8 +172,11 @@ class Supervisor:
             self._cancel_restart(run_id)
             return
         if run["status"] in states.WORKFLOW_ACTIVE:
-            died = states.terminated(-code) if code and code < 0 else (
-                states.error(code) if code else states.terminated(signal.SIGKILL))
+            died = (
+                states.terminated(-code)
+                if code and code < 0
+                else (states.error(code) if code else states.terminated(signal.SIGKILL))
+            )
             runs.update(self.conn, run_id, status=died, ended_at=runs.now())
         self._schedule_restart(run)
 
@@ -174,8 +186,13 @@ class Supervisor:
             if task["pid"] and task["ended_at"] is None:
                 procs.kill_recorded_group(task["pid"], task["pid_identity"])
             if task["status"] in states.TASK_ACTIVE:
-                runs.update_task(self.conn, run_id, task["name"], status=states.KILLED,
-                                 ended_at=task["ended_at"] or runs.now())
+                runs.update_task(
+                    self.conn,
+                    run_id,
+                    task["name"],
+                    status=states.KILLED,
+                    ended_at=task["ended_at"] or runs.now(),
+                )
 
     # -- resuming ----------------------------------------------------------------------------
 
@@ -186,8 +203,12 @@ class Supervisor:
         record.count = record.count + 1 if young else 0
         delay = 0.0 if record.count == 0 else min(2.0 ** (record.count - 1), MAX_BACKOFF)
         if delay:
-            log.warning("run %s ended unfinished %d times in a row: restarting in %.0f s",
-                        run["id"], record.count + 1, delay)
+            log.warning(
+                "run %s ended unfinished %d times in a row: restarting in %.0f s",
+                run["id"],
+                record.count + 1,
+                delay,
+            )
         handle = asyncio.get_running_loop().call_later(delay, self._resume, run["id"])
         self._pending[run["id"]] = handle
 
@@ -213,11 +234,22 @@ class Supervisor:
             if old is None or old["finished"]:
                 return None
             names = [t["name"] for t in defs.tasks(self.conn, old["workflow_id"])]
-            selected = [n for n in names if n == old["only_task"]] if old["only_task"] else (
-                names[names.index(old["from_task"]):] if old["from_task"] in names else names)
+            selected = (
+                [n for n in names if n == old["only_task"]]
+                if old["only_task"]
+                else (
+                    names[names.index(old["from_task"]) :] if old["from_task"] in names else names
+                )
+            )
             runs.update(self.conn, old_run_id, finished=runs.SUPERSEDED)
-            run_id = runs.create(self.conn, old["workflow_id"], selected, old["only_task"],
-                                 old["from_task"], resumed_from=old_run_id)
+            run_id = runs.create(
+                self.conn,
+                old["workflow_id"],
+                selected,
+                old["only_task"],
+                old["from_task"],
+                resumed_from=old_run_id,
+            )
         self._restarts.setdefault(old["workflow_id"], _Restarts()).last_start = time.monotonic()
         return run_id
 
@@ -227,7 +259,7 @@ class Supervisor:
             run_id = run["id"]
             if procs.is_alive(run["runner_pid"], run["runner_identity"]):
                 log.info("adopting the runner %s of run %s", run["runner_pid"], run_id)
-                self._watch(run["runner_pid"], lambda code, r=run_id: self._runner_gone(r, code))
+                self._watch(run["runner_pid"], functools.partial(self._runner_gone, run_id))
             else:
                 self._runner_gone(run_id, None)
         for run_id in {t["run_id"] for t in runs.immortal_tasks(self.conn)}:
@@ -241,8 +273,7 @@ class Supervisor:
             name = task["name"]
 
             def died(_code: int | None, name: str = name) -> None:
-                runs.update_task(self.conn, run_id, name, status=states.KILLED,
-                                 ended_at=runs.now())
+                runs.update_task(self.conn, run_id, name, status=states.KILLED, ended_at=runs.now())
 
             if procs.is_alive(task["pid"], task["pid_identity"]):
                 self._watch(task["pid"], died)
@@ -258,4 +289,3 @@ class Supervisor:
         self._watched.clear()
         for handle in self._pending.values():
             handle.cancel()
-

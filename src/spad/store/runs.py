@@ -8,7 +8,8 @@ from typing import Any
 
 Row = sqlite3.Row
 
-#: ``runs.finished``: 0 unfinished (to be resumed), 1 finished, 2 cut short and resumed as a newer run.
+#: ``runs.finished``: 0 unfinished (to be resumed), 1 finished, 2 cut short and resumed
+#: as a newer run.
 UNFINISHED, FINISHED, SUPERSEDED = 0, 1, 2
 
 RUN_TASK_COPY = (

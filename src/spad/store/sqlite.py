@@ -116,7 +116,8 @@ def migrate(conn: sqlite3.Connection) -> int:
     for number in range(version, len(MIGRATIONS)):
         try:
             conn.executescript(
-                f"BEGIN IMMEDIATE; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; COMMIT;"
+                f"BEGIN IMMEDIATE; {MIGRATIONS[number]};"
+                f" PRAGMA user_version = {number + 1}; COMMIT;"
             )
         except BaseException:
             if conn.in_transaction:

@@ -1,0 +1,216 @@
+"""Shared fixtures: a real spad server on a free port with its own home, and clean-up of every
+process it (and its runners) started."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spad import procs
+from spad.client import Client
+
+VENV_BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "definition.json"
+DEADLINE = 30.0
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = DEADLINE, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.1)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without SPA_* and without the virtualenv on PATH (as under systemd)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPA_")}
+    env["PATH"] = os.pathsep.join(
+        p for p in env.get("PATH", "").split(os.pathsep) if Path(p) != VENV_BIN
+    )
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Server:
+    home: Path
+    process: subprocess.Popen[bytes] | None = None
+    url: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    stderr_path: Path | None = None
+
+    def start(self, *extra: str) -> Server:
+        self.stderr_path = self.home.parent / f"spad-{time.monotonic_ns()}.log"
+        with self.stderr_path.open("wb") as err:
+            self.process = subprocess.Popen(
+                [str(VENV_BIN / "spad"), "--home", str(self.home), "--listen", "127.0.0.1:0",
+                 *extra],
+                stdout=err, stderr=subprocess.STDOUT, env=clean_env(**self.env),
+            )
+        self.url = wait_for(self._announced_url, what="the server to listen")
+        return self
+
+    def _announced_url(self) -> str | None:
+        assert self.process is not None and self.stderr_path is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"spad exited: {self.stderr_path.read_text()}")
+        match = re.search(r"serving (http://\S+)", self.stderr_path.read_text())
+        return match.group(1) if match else None
+
+    @property
+    def token(self) -> str:
+        return (self.home / "token").read_text().strip()
+
+    def client(self) -> Client:
+        return Client(self.url, self.token)
+
+    def call(self, method: str, **params: Any) -> Any:
+        return self.client().call(method, **params)
+
+    def post(self, body: bytes | str, headers: dict[str, str] | None = None,
+             path: str = "/rpc") -> tuple[int, Any]:
+        data = body.encode() if isinstance(body, str) else body
+        request = urllib.request.Request(self.url + path, data=data, method="POST")
+        all_headers = {"Authorization": f"Bearer {self.token}",
+                       "Content-Type": "application/json", **(headers or {})}
+        for key, value in all_headers.items():
+            request.add_header(key, value)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                payload = response.read()
+                return response.status, json.loads(payload) if payload else None
+        except urllib.error.HTTPError as exc:
+            payload = exc.read()
+            return exc.code, json.loads(payload) if payload else None
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signum)
+            self.process.wait(timeout=DEADLINE)
+
+    def db(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.home / "spa.db", timeout=10)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def status(self, workflow: str, project: str = "pr1") -> dict[str, Any]:
+        result: dict[str, Any] = self.call("status", project=project, workflow=workflow)
+        return result
+
+    def wait_status(self, workflow: str, wanted: str | Callable[[str], bool],
+                    project: str = "pr1", timeout: float = DEADLINE) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            state = self.status(workflow, project)
+            ok = wanted(state["status"]) if callable(wanted) else state["status"] == wanted
+            return state if ok else None
+
+        result: dict[str, Any] = wait_for(check, timeout, f"{project}/{workflow} to be {wanted}")
+        return result
+
+    def task(self, workflow: str, name: str, project: str = "pr1") -> dict[str, Any]:
+        tasks = self.status(workflow, project)["tasks"]
+        return next(t for t in tasks if t["name"] == name)
+
+    def wait_task(self, workflow: str, name: str, wanted: str | Callable[[str], bool],
+                  project: str = "pr1", timeout: float = DEADLINE) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            task = self.task(workflow, name, project)
+            ok = wanted(task["status"]) if callable(wanted) else task["status"] == wanted
+            return task if ok else None
+
+        result: dict[str, Any] = wait_for(check, timeout, f"task {name} to be {wanted}")
+        return result
+
+    def processes(self) -> list[int]:
+        """Live processes that belong to this home: runners and the tasks they recorded."""
+        found = set()
+        if not (self.home / "spa.db").exists():
+            return []
+        with contextlib.closing(self.db()) as conn:
+            for row in conn.execute("SELECT runner_pid, runner_identity FROM runs"):
+                if procs.is_alive(row[0], row[1]):
+                    found.add(row[0])
+            for row in conn.execute("SELECT pid, pid_identity FROM run_tasks WHERE pid > 0"):
+                if procs.is_alive(row[0], row[1]):
+                    found.add(row[0])
+                found.update(procs.group_members(row[0]) if row[1] and procs.identity(
+                    row[0]) in (None, row[1]) else [])
+        return sorted(found)
+
+    def kill_everything(self) -> None:
+        """SIGKILL the server and every process of this home (a power cut, or clean-up)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for _ in range(3):
+            for pid in self.processes():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(AssertionError):
+                wait_for(lambda: not self.processes(), timeout=5)
+                return
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def server(home: Path) -> Iterator[Server]:
+    spad = Server(home)
+    try:
+        yield spad.start()
+    finally:
+        spad.kill_everything()
+
+
+@pytest.fixture
+def make_server(home: Path) -> Iterator[Callable[..., Server]]:
+    """For tests that restart the server or give it an environment."""
+    made: list[Server] = []
+
+    def make(**env: str) -> Server:
+        spad = Server(home, env=env)
+        made.append(spad)
+        return spad
+
+    yield make
+    for spad in made:
+        spad.kill_everything()
+
+
+def seed() -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(EXAMPLE.read_text())
+    return result
+
+
+def tree(workflows: list[dict[str, Any]], project: str = "pr1") -> dict[str, Any]:
+    return {"context": {"project": {"name": project, "workflows": workflows}}}
+
+
+def task(name: str, function: str = "simple", *params: str, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "function": function, "params": list(params), **fields}

@@ -1,0 +1,164 @@
+"""The JSON-RPC 2.0 envelope, with the specification's own examples (section 7) as tests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from spad.errors import Conflict
+from spad.server.rpc import Method, handle
+
+
+def subtract(_ctx: Any, params: Any) -> Any:
+    if isinstance(params, list):
+        return params[0] - params[1]
+    return params["minuend"] - params["subtrahend"]
+
+
+class Named(BaseModel):
+    model_config = {"extra": "forbid"}
+    name: str
+
+
+calls: list[str] = []
+
+METHODS = {
+    "subtract": Method(subtract),
+    "sum": Method(lambda _c, p: sum(p)),
+    "update": Method(lambda _c, p: calls.append("update")),
+    "notify_hello": Method(lambda _c, p: calls.append("hello")),
+    "get_data": Method(lambda _c, p: ["hello", 5]),
+    "named": Method(lambda _c, p: p.name, Named),
+    "busy": Method(lambda _c, p: (_ for _ in ()).throw(Conflict("busy: stop it first"))),
+    "crash": Method(lambda _c, p: 1 / 0),
+}
+
+
+def rpc(body: str) -> Any:
+    reply = handle(body.encode(), METHODS, None)
+    return None if reply is None else json.loads(reply)
+
+
+@pytest.mark.parametrize(
+    ("request_text", "expected"),
+    [
+        ('{"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}',
+         {"jsonrpc": "2.0", "result": 19, "id": 1}),
+        ('{"jsonrpc": "2.0", "method": "subtract", "params": [23, 42], "id": 2}',
+         {"jsonrpc": "2.0", "result": -19, "id": 2}),
+        ('{"jsonrpc": "2.0", "method": "subtract", "params": {"subtrahend": 23, "minuend": 42},'
+         ' "id": 3}', {"jsonrpc": "2.0", "result": 19, "id": 3}),
+        ('{"jsonrpc": "2.0", "method": "subtract", "params": {"minuend": 42, "subtrahend": 23},'
+         ' "id": 4}', {"jsonrpc": "2.0", "result": 19, "id": 4}),
+    ],
+)
+def test_rpc_call(request_text: str, expected: Any) -> None:
+    assert rpc(request_text) == expected
+
+
+def test_notifications_get_no_reply() -> None:
+    calls.clear()
+    assert rpc('{"jsonrpc": "2.0", "method": "update", "params": [1,2,3,4,5]}') is None
+    assert rpc('{"jsonrpc": "2.0", "method": "foobar"}') is None
+    assert calls == ["update"]
+
+
+def test_non_existent_method() -> None:
+    reply = rpc('{"jsonrpc": "2.0", "method": "foobar", "id": "1"}')
+    assert reply["error"]["code"] == -32601 and reply["id"] == "1"
+
+
+def test_invalid_json() -> None:
+    reply = rpc('{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]')
+    assert reply["error"]["code"] == -32700 and reply["id"] is None
+
+
+def test_invalid_request_object() -> None:
+    reply = rpc('{"jsonrpc": "2.0", "method": 1, "params": "bar"}')
+    assert reply["error"]["code"] == -32600 and reply["id"] is None
+
+
+def test_batch_invalid_json() -> None:
+    reply = rpc('[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},'
+                '{"jsonrpc": "2.0", "method"]')
+    assert reply["error"]["code"] == -32700 and reply["id"] is None
+
+
+def test_empty_array() -> None:
+    reply = rpc("[]")
+    assert reply["error"]["code"] == -32600 and reply["id"] is None
+
+
+def test_invalid_batch_but_not_empty() -> None:
+    reply = rpc("[1]")
+    assert [r["error"]["code"] for r in reply] == [-32600]
+
+
+def test_invalid_batch() -> None:
+    reply = rpc("[1,2,3]")
+    assert [(r["error"]["code"], r["id"]) for r in reply] == [(-32600, None)] * 3
+
+
+def test_rpc_call_batch() -> None:
+    reply = rpc("""[
+        {"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},
+        {"jsonrpc": "2.0", "method": "notify_hello", "params": [7]},
+        {"jsonrpc": "2.0", "method": "subtract", "params": [42,23], "id": "2"},
+        {"foo": "boo"},
+        {"jsonrpc": "2.0", "method": "foo.get", "params": {"name": "myself"}, "id": "5"},
+        {"jsonrpc": "2.0", "method": "get_data", "id": "9"}
+    ]""")
+    assert reply[0] == {"jsonrpc": "2.0", "result": 7, "id": "1"}
+    assert reply[1] == {"jsonrpc": "2.0", "result": 19, "id": "2"}
+    assert reply[2]["error"]["code"] == -32600 and reply[2]["id"] is None
+    assert reply[3]["error"]["code"] == -32601 and reply[3]["id"] == "5"
+    assert reply[4] == {"jsonrpc": "2.0", "result": ["hello", 5], "id": "9"}
+    assert len(reply) == 5
+
+
+def test_rpc_call_batch_all_notifications() -> None:
+    assert rpc('[{"jsonrpc": "2.0", "method": "notify_sum", "params": [1,2,4]},'
+               '{"jsonrpc": "2.0", "method": "notify_hello", "params": [7]}]') is None
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ('{"method": "sum", "params": [1], "id": 1}', -32600),
+        ('{"jsonrpc": "1.0", "method": "sum", "params": [1], "id": 1}', -32600),
+        ('{"jsonrpc": "2.0", "method": "sum", "params": [1], "id": [1]}', -32600),
+        ('{"jsonrpc": "2.0", "method": "sum", "params": [1], "id": true}', -32600),
+        ('{"jsonrpc": "2.0", "method": "sum", "params": 3, "id": 1}', -32600),
+        ('{"jsonrpc": "2.0", "method": "sum", "params": [1], "id": 1, "x": 0}', -32600),
+        ('{"jsonrpc": "2.0", "method": "named", "params": {"name": 3}, "id": 1}', -32602),
+        ('{"jsonrpc": "2.0", "method": "named", "params": {"nom": "a"}, "id": 1}', -32602),
+        ('{"jsonrpc": "2.0", "method": "named", "params": ["a"], "id": 1}', -32602),
+        ('{"jsonrpc": "2.0", "method": "busy", "id": 1}', -32002),
+        ('{"jsonrpc": "2.0", "method": "crash", "id": 1}', -32603),
+        ('"just a string"', -32600),
+        ("[" * 100 + "]" * 100, -32600),
+        ("[" * 100_000, -32700),
+        (b"\xff\xfe".decode("latin-1"), -32700),
+    ],
+)
+def test_each_error_code(body: str, code: int) -> None:
+    reply = rpc(body)
+    assert reply["error"]["code"] == code
+
+
+def test_invalid_params_names_the_field_and_application_errors_carry_a_kind() -> None:
+    reply = rpc('{"jsonrpc": "2.0", "method": "named", "params": {"nom": "a"}, "id": 1}')
+    assert "nom: unknown key" in reply["error"]["message"]
+    assert "name: required" in reply["error"]["message"]
+    reply = rpc('{"jsonrpc": "2.0", "method": "busy", "id": 1}')
+    assert reply["error"]["data"] == {"kind": "conflict"}
+    assert "stop it first" in reply["error"]["message"]
+    reply = rpc('{"jsonrpc": "2.0", "method": "crash", "id": 1}')
+    assert "Traceback" not in reply["error"]["message"]
+
+
+def test_an_error_in_a_notification_is_not_sent() -> None:
+    assert rpc('{"jsonrpc": "2.0", "method": "crash"}') is None
