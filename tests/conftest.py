@@ -66,9 +66,17 @@ class Server:
         self.stderr_path = self.home.parent / f"spad-{time.monotonic_ns()}.log"
         with self.stderr_path.open("wb") as err:
             self.process = subprocess.Popen(
-                [str(VENV_BIN / "spad"), "--home", str(self.home), "--listen", "127.0.0.1:0",
-                 *extra],
-                stdout=err, stderr=subprocess.STDOUT, env=clean_env(**self.env),
+                [
+                    str(VENV_BIN / "spad"),
+                    "--home",
+                    str(self.home),
+                    "--listen",
+                    "127.0.0.1:0",
+                    *extra,
+                ],
+                stdout=err,
+                stderr=subprocess.STDOUT,
+                env=clean_env(**self.env),
             )
         self.url = wait_for(self._announced_url, what="the server to listen")
         return self
@@ -90,12 +98,16 @@ class Server:
     def call(self, method: str, **params: Any) -> Any:
         return self.client().call(method, **params)
 
-    def post(self, body: bytes | str, headers: dict[str, str] | None = None,
-             path: str = "/rpc") -> tuple[int, Any]:
+    def post(
+        self, body: bytes | str, headers: dict[str, str] | None = None, path: str = "/rpc"
+    ) -> tuple[int, Any]:
         data = body.encode() if isinstance(body, str) else body
         request = urllib.request.Request(self.url + path, data=data, method="POST")
-        all_headers = {"Authorization": f"Bearer {self.token}",
-                       "Content-Type": "application/json", **(headers or {})}
+        all_headers = {
+            "Authorization": f"Bearer {self.token}",
+            "Content-Type": "application/json",
+            **(headers or {}),
+        }
         for key, value in all_headers.items():
             request.add_header(key, value)
         try:
@@ -120,8 +132,13 @@ class Server:
         result: dict[str, Any] = self.call("status", project=project, workflow=workflow)
         return result
 
-    def wait_status(self, workflow: str, wanted: str | Callable[[str], bool],
-                    project: str = "pr1", timeout: float = DEADLINE) -> dict[str, Any]:
+    def wait_status(
+        self,
+        workflow: str,
+        wanted: str | Callable[[str], bool],
+        project: str = "pr1",
+        timeout: float = DEADLINE,
+    ) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             state = self.status(workflow, project)
             ok = wanted(state["status"]) if callable(wanted) else state["status"] == wanted
@@ -134,8 +151,14 @@ class Server:
         tasks = self.status(workflow, project)["tasks"]
         return next(t for t in tasks if t["name"] == name)
 
-    def wait_task(self, workflow: str, name: str, wanted: str | Callable[[str], bool],
-                  project: str = "pr1", timeout: float = DEADLINE) -> dict[str, Any]:
+    def wait_task(
+        self,
+        workflow: str,
+        name: str,
+        wanted: str | Callable[[str], bool],
+        project: str = "pr1",
+        timeout: float = DEADLINE,
+    ) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             task = self.task(workflow, name, project)
             ok = wanted(task["status"]) if callable(wanted) else task["status"] == wanted
@@ -156,8 +179,11 @@ class Server:
             for row in conn.execute("SELECT pid, pid_identity FROM run_tasks WHERE pid > 0"):
                 if procs.is_alive(row[0], row[1]):
                     found.add(row[0])
-                found.update(procs.group_members(row[0]) if row[1] and procs.identity(
-                    row[0]) in (None, row[1]) else [])
+                found.update(
+                    procs.group_members(row[0])
+                    if row[1] and procs.identity(row[0]) in (None, row[1])
+                    else []
+                )
         return sorted(found)
 
     def kill_everything(self) -> None:

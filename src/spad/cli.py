@@ -102,7 +102,7 @@ def with_tree(function: Any) -> Any:
     return function
 
 
-@cli.command()
+@cli.command(name="select_project")
 @click.argument("project")
 @pass_ctx
 def select_project(ctx: Context, project: str) -> None:
@@ -232,7 +232,7 @@ def dump(ctx: Context, project: str | None, workflow: str | None, task: str | No
     _show(ctx, ctx.call("dump", project=project, workflow=workflow, task=task))
 
 
-@cli.command()
+@cli.command(name="set_status")
 @click.option("-p", "--project", envvar="SPA_PROJECT", help="project")
 @click.option("-w", "--workflow", envvar="SPA_WORKFLOW", required=True, help="workflow")
 @click.option("-t", "--task", envvar="SPA_TASK", required=True, help="task")

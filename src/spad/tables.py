@@ -16,8 +16,26 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def status_table(result: dict[str, Any]) -> None:
+def _time(value: str | None) -> str:
+    """``2026-11-28T04:08:31.123Z`` shown as ``2026-11-28 04:08:31``."""
+    return value[:19].replace("T", " ") if value else "-"
+
+
+def _console() -> Console:
+    """The terminal's width on a terminal; wide enough never to cut a cell in a pipe or file."""
     console = Console(soft_wrap=True)
+    return console if console.is_terminal else Console(soft_wrap=True, width=400)
+
+
+def _table(*columns: str) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for column in columns:
+        table.add_column(column.replace("_", " "), no_wrap=True)
+    return table
+
+
+def status_table(result: dict[str, Any]) -> None:
+    console = _console()
     run = f"run {result['run_id']}" if result["run_id"] is not None else "never run"
     console.print(
         f"{result['project']}/{result['workflow']}: [bold]{result['status']}[/] ({run})",
@@ -45,10 +63,8 @@ def status_table(result: dict[str, Any]) -> None:
 
 
 def list_table(result: dict[str, Any]) -> None:
-    console = Console(soft_wrap=True)
-    table = Table(box=None, pad_edge=False)
-    for column in ("project", "workflow", "status", "run"):
-        table.add_column(column)
+    console = _console()
+    table = _table("project", "workflow", "status", "run")
     for project in result["projects"]:
         name = project["name"] + (" *" if project["current"] else "")
         if not project["workflows"]:

@@ -48,9 +48,20 @@ def test_create_then_dump_gives_the_seed_back_with_defaults(conn: sqlite3.Connec
     create(conn, seed())
     dumped = catalog.dump(conn, "pr1")
     t11 = dumped["context"]["project"]["workflows"][0]["tasks"][0]
-    assert t11 == {"id": 1, "name": "t11", "place": 1, "exec": "parallel", "function": "simple",
-                   "params": ["0"], "retries": 1, "retry_delay": 1.0, "stop_signal": "SIGTERM",
-                   "stop_timeout": 6.0, "env": {}, "cwd": "data"}
+    assert t11 == {
+        "id": 1,
+        "name": "t11",
+        "place": 1,
+        "exec": "parallel",
+        "function": "simple",
+        "params": ["0"],
+        "retries": 1,
+        "retry_delay": 1.0,
+        "stop_signal": "SIGTERM",
+        "stop_timeout": 6.0,
+        "env": {},
+        "cwd": "data",
+    }
     assert dumped["context"]["project"]["id"] == 1
     assert [w["name"] for w in dumped["context"]["project"]["workflows"]] == ["wf1", "wf2"]
 
@@ -89,8 +100,7 @@ def test_an_existing_task_name_is_a_conflict_and_nothing_changes(conn: sqlite3.C
     create(conn, seed())
     before = catalog.dump(conn, "pr1")
     with pytest.raises(Conflict, match="use update"):
-        create(conn, tree([{"name": "wf1", "tasks": [task("new1"), task("t12")]},
-                           {"name": "wf9"}]))
+        create(conn, tree([{"name": "wf1", "tasks": [task("new1"), task("t12")]}, {"name": "wf9"}]))
     assert catalog.dump(conn, "pr1") == before
 
 
@@ -103,8 +113,10 @@ def test_create_makes_the_project_current(conn: sqlite3.Connection) -> None:
 def test_ids_are_kept_and_missing_ones_assigned(conn: sqlite3.Connection) -> None:
     create(conn, seed())
     create(conn, tree([{"name": "wf1", "tasks": [task("t13"), task("t14", id=40)]}]))
-    ids = {t["name"]: t["id"] for t in
-           catalog.dump(conn, "pr1", "wf1")["context"]["project"]["workflows"][0]["tasks"]}
+    ids = {
+        t["name"]: t["id"]
+        for t in catalog.dump(conn, "pr1", "wf1")["context"]["project"]["workflows"][0]["tasks"]
+    }
     assert ids == {"t11": 1, "t12": 2, "t13": 6, "t14": 40}
 
 
@@ -125,8 +137,15 @@ def test_deleting_tasks_closes_up_places(conn: sqlite3.Connection) -> None:
 
 def test_several_deletions_in_one_tree(conn: sqlite3.Connection) -> None:
     create(conn, seed())
-    delete(conn, tree([{"name": "wf1", "tasks": [{"name": "t11"}]},
-                       {"name": "wf2", "tasks": [{"name": "t21"}, {"name": "t23"}]}]))
+    delete(
+        conn,
+        tree(
+            [
+                {"name": "wf1", "tasks": [{"name": "t11"}]},
+                {"name": "wf2", "tasks": [{"name": "t21"}, {"name": "t23"}]},
+            ]
+        ),
+    )
     assert places(conn) == ["t12"]
     assert places(conn, "wf2") == ["t22"]
 
@@ -146,8 +165,9 @@ def test_a_project_cannot_be_deleted(conn: sqlite3.Connection) -> None:
         tree([{"name": "wf1", "tasks": [{"name": "nope"}]}]),
     ],
 )
-def test_deleting_what_does_not_exist_is_not_found(conn: sqlite3.Connection,
-                                                   params: dict[str, Any]) -> None:
+def test_deleting_what_does_not_exist_is_not_found(
+    conn: sqlite3.Connection, params: dict[str, Any]
+) -> None:
     create(conn, seed())
     with pytest.raises(NotFound):
         delete(conn, params)
@@ -167,7 +187,12 @@ def test_update_replaces_the_tasks_given_in_place(conn: sqlite3.Connection) -> N
     dumped = catalog.dump(conn, "pr1", "wf1", "t11")["context"]["project"]["workflows"][0]
     t11 = dumped["tasks"][0]
     assert (t11["function"], t11["params"], t11["retries"], t11["place"], t11["id"]) == (
-        "error", ["3"], 4, 1, 1)
+        "error",
+        ["3"],
+        4,
+        1,
+        1,
+    )
     assert t11["exec"] == "await"  # the whole entity: what is not given takes its default
     assert places(conn) == ["t11", "t12"]
 
@@ -189,15 +214,25 @@ def test_update_of_what_does_not_exist_is_not_found_and_atomic(conn: sqlite3.Con
     create(conn, seed())
     before = catalog.dump(conn, "pr1")
     with pytest.raises(NotFound, match="does not exist"):
-        update(conn, tree([{"name": "wf1", "tasks": [task("t11", "error")]},
-                           {"name": "wf2", "tasks": [task("ghost")]}]))
+        update(
+            conn,
+            tree(
+                [
+                    {"name": "wf1", "tasks": [task("t11", "error")]},
+                    {"name": "wf2", "tasks": [task("ghost")]},
+                ]
+            ),
+        )
     assert catalog.dump(conn, "pr1") == before
 
 
 def test_a_running_workflow_cannot_be_changed(conn: sqlite3.Connection) -> None:
     create(conn, seed())
-    wf_id = defs.workflow(conn, defs.project(conn, "pr1")["id"], "wf1")["id"]
-    runs.create(conn, wf_id, ["t11", "t12"])
+    project = defs.project(conn, "pr1")
+    assert project is not None
+    workflow = defs.workflow(conn, project["id"], "wf1")
+    assert workflow is not None
+    runs.create(conn, workflow["id"], ["t11", "t12"])
     before = catalog.dump(conn, "pr1")
     attempts = [
         lambda: create(conn, tree([{"name": "wf1", "tasks": [task("t13")]}])),

@@ -22,9 +22,18 @@ def test_the_seed_parses_with_every_default_filled_in() -> None:
     assert project.name == "pr1" and project.id == 1
     t11 = project.workflows[0].tasks[0]
     assert (t11.name, t11.place, t11.exec, t11.function, t11.params) == (
-        "t11", 1, "parallel", "simple", ["0"])
+        "t11",
+        1,
+        "parallel",
+        "simple",
+        ["0"],
+    )
     assert (t11.retries, t11.retry_delay, t11.stop_signal, t11.stop_timeout) == (
-        1, 1.0, "SIGTERM", 6.0)
+        1,
+        1.0,
+        "SIGTERM",
+        6.0,
+    )
     assert (t11.env, t11.cwd) == ({}, "data")
     assert project.workflows[0].on_failure == "stop"
 
@@ -64,8 +73,11 @@ def test_names_that_could_act_as_paths_are_refused(name: str) -> None:
     for where in ("project", "workflow", "task", "function"):
         params = seed()
         project = params["context"]["project"]
-        target = {"project": project, "workflow": project["workflows"][0],
-                  "task": project["workflows"][0]["tasks"][0]}
+        target = {
+            "project": project,
+            "workflow": project["workflows"][0],
+            "task": project["workflows"][0]["tasks"][0],
+        }
         if where == "function":
             project["workflows"][0]["tasks"][0]["function"] = name
         else:
@@ -93,7 +105,7 @@ def test_signal_names_are_normalised() -> None:
     [
         ([], "definition tree"),
         ({"context": []}, "context must be an object"),
-        ({"context": {}}, "needs \"project\""),
+        ({"context": {}}, 'needs "project"'),
         ({"project": "pr1"}, "project must be an object"),
         ({"project": {"name": "p"}, "extra": 1}, "extra: unknown key"),
         ({"context": {"project": {"name": "p"}}, "x": 1}, "x: unknown key"),
@@ -104,9 +116,17 @@ def test_the_tree_shape_is_checked(params: Any, expected: str) -> None:
 
 
 def test_delete_takes_names_and_tolerates_a_dumps_fields() -> None:
-    ref = parse_ref({"project": {"name": "pr1", "workflows": [
-        {"name": "wf1", "tasks": [{"name": "t11", "function": "simple", "retries": 3}]},
-        {"name": "wf2"}]}})
+    ref = parse_ref(
+        {
+            "project": {
+                "name": "pr1",
+                "workflows": [
+                    {"name": "wf1", "tasks": [{"name": "t11", "function": "simple", "retries": 3}]},
+                    {"name": "wf2"},
+                ],
+            }
+        }
+    )
     assert ref.workflows is not None
     assert ref.workflows[0].tasks is not None and ref.workflows[0].tasks[0].name == "t11"
     assert ref.workflows[1].tasks is None

@@ -45,14 +45,24 @@ def rpc(body: str) -> Any:
 @pytest.mark.parametrize(
     ("request_text", "expected"),
     [
-        ('{"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}',
-         {"jsonrpc": "2.0", "result": 19, "id": 1}),
-        ('{"jsonrpc": "2.0", "method": "subtract", "params": [23, 42], "id": 2}',
-         {"jsonrpc": "2.0", "result": -19, "id": 2}),
-        ('{"jsonrpc": "2.0", "method": "subtract", "params": {"subtrahend": 23, "minuend": 42},'
-         ' "id": 3}', {"jsonrpc": "2.0", "result": 19, "id": 3}),
-        ('{"jsonrpc": "2.0", "method": "subtract", "params": {"minuend": 42, "subtrahend": 23},'
-         ' "id": 4}', {"jsonrpc": "2.0", "result": 19, "id": 4}),
+        (
+            '{"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}',
+            {"jsonrpc": "2.0", "result": 19, "id": 1},
+        ),
+        (
+            '{"jsonrpc": "2.0", "method": "subtract", "params": [23, 42], "id": 2}',
+            {"jsonrpc": "2.0", "result": -19, "id": 2},
+        ),
+        (
+            '{"jsonrpc": "2.0", "method": "subtract", "params": {"subtrahend": 23, "minuend": 42},'
+            ' "id": 3}',
+            {"jsonrpc": "2.0", "result": 19, "id": 3},
+        ),
+        (
+            '{"jsonrpc": "2.0", "method": "subtract", "params": {"minuend": 42, "subtrahend": 23},'
+            ' "id": 4}',
+            {"jsonrpc": "2.0", "result": 19, "id": 4},
+        ),
     ],
 )
 def test_rpc_call(request_text: str, expected: Any) -> None:
@@ -82,8 +92,10 @@ def test_invalid_request_object() -> None:
 
 
 def test_batch_invalid_json() -> None:
-    reply = rpc('[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},'
-                '{"jsonrpc": "2.0", "method"]')
+    reply = rpc(
+        '[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},'
+        '{"jsonrpc": "2.0", "method"]'
+    )
     assert reply["error"]["code"] == -32700 and reply["id"] is None
 
 
@@ -120,8 +132,13 @@ def test_rpc_call_batch() -> None:
 
 
 def test_rpc_call_batch_all_notifications() -> None:
-    assert rpc('[{"jsonrpc": "2.0", "method": "notify_sum", "params": [1,2,4]},'
-               '{"jsonrpc": "2.0", "method": "notify_hello", "params": [7]}]') is None
+    assert (
+        rpc(
+            '[{"jsonrpc": "2.0", "method": "notify_sum", "params": [1,2,4]},'
+            '{"jsonrpc": "2.0", "method": "notify_hello", "params": [7]}]'
+        )
+        is None
+    )
 
 
 @pytest.mark.parametrize(
