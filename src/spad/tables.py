@@ -41,24 +41,13 @@ def status_table(result: dict[str, Any]) -> None:
         f"{result['project']}/{result['workflow']}: [bold]{result['status']}[/] ({run})",
         highlight=False,
     )
-    table = Table(box=None, pad_edge=False)
-    columns = (
-        "place",
-        "name",
-        "exec",
-        "function",
-        "params",
-        "status",
-        "pid",
-        "attempt",
-        "exit_code",
-        "started_at",
-        "ended_at",
-    )
-    for column in columns:
-        table.add_column(column.replace("_", " "))
+    columns = ("place", "name", "exec", "function", "params", "status", "pid", "attempt")
+    table = _table(*columns, "exit_code", "started_at", "ended_at")
     for task in result["tasks"]:
-        table.add_row(*(_cell(task[c]) for c in columns))
+        cells = [_cell(task[c]) for c in columns]
+        table.add_row(
+            *cells, _cell(task["exit_code"]), _time(task["started_at"]), _time(task["ended_at"])
+        )
     console.print(table, highlight=False)
 
 

@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 
-from spad import procs
+from spad import faults, procs
 from spad.executors.base import Executor, Launch, TaskProcess
 
 _PR_SET_PDEATHSIG = 1
@@ -18,6 +18,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def _die_with_parent(parent: int) -> None:
     """In the child, before exec: SIGKILL when the runner dies, even by SIGKILL."""
+    if faults.NO_KILL:
+        return
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the runner died between fork and prctl
         os._exit(1)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spad import logfiles, states
+from spad import faults, logfiles, states
 from spad.executors.base import Executor, Launch, TaskProcess
 from spad.home import Home
 from spad.runner.timers import Timer, Timers
@@ -396,7 +396,6 @@ class Engine:
 
 
 def kill_step(process: TaskProcess) -> None:
-    """SIGKILL the task's processes. Tests replace this (``SPAD_TEST_NO_KILL``) to reach
-    ``immortal``, which a real process cannot be made to reach reliably."""
-    if os.environ.get("SPAD_TEST_NO_KILL") != "1":
+    """SIGKILL the task's processes (see :mod:`spad.faults` for the tests' ``immortal``)."""
+    if not faults.NO_KILL:
         process.kill()

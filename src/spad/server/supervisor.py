@@ -201,12 +201,13 @@ class Supervisor:
         record = self._restarts.setdefault(run["workflow_id"], _Restarts())
         young = time.monotonic() - record.last_start < HEALTHY_AFTER
         record.count = record.count + 1 if young else 0
-        delay = 0.0 if record.count == 0 else min(2.0 ** (record.count - 1), MAX_BACKOFF)
+        # The first young death restarts at once; a crash loop backs off 1, 2, 4 ... 300 s.
+        delay = 0.0 if record.count <= 1 else min(2.0 ** (record.count - 2), MAX_BACKOFF)
         if delay:
             log.warning(
-                "run %s ended unfinished %d times in a row: restarting in %.0f s",
+                "run %s: its runners died young %d times in a row: restarting in %.0f s",
                 run["id"],
-                record.count + 1,
+                record.count,
                 delay,
             )
         handle = asyncio.get_running_loop().call_later(delay, self._resume, run["id"])

@@ -1,0 +1,12 @@
+"""Fault injection for tests of what real processes cannot be made to do reliably.
+
+``SPAD_TEST_NO_KILL=1`` makes every SIGKILL spad would send (stop escalation, the parent-death
+signal, the sweep of leftovers) a no-op, so a task that ignores SIGTERM stays alive like a
+process stuck in the kernel would, and reaches ``immortal``. Never set it in production.
+"""
+
+from __future__ import annotations
+
+import os
+
+NO_KILL = os.environ.get("SPAD_TEST_NO_KILL") == "1"

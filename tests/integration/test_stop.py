@@ -1,0 +1,148 @@
+"""Stop and its escalation, waiting tasks, immortal ones, and hard ends of the runner."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from spad import procs
+from tests.conftest import Server, task, tree, wait_for
+
+
+def define(server: Server, workflow: str, *tasks: dict) -> None:
+    server.call("create", **tree([{"name": workflow, "tasks": list(tasks)}]))
+
+
+def runner_pid(server: Server, workflow: str) -> int:
+    run_id = server.status(workflow)["run_id"]
+    row = server.db().execute("SELECT runner_pid FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return int(row[0])
+
+
+def no_process_left(server: Server) -> None:
+    wait_for(lambda: not server.processes(), timeout=10, what="every process of the home to end")
+
+
+def test_stop_is_graceful_then_escalates(server: Server) -> None:
+    define(server, "w", task("soft", "simple", "60", exec="parallel", stop_timeout=5),
+           task("hard", "stubborn", "60", stop_timeout=1))
+    server.call("run", workflow="w")
+    wait_for(lambda: all(t["status"] == "running" for t in server.status("w")["tasks"]))
+    started = time.monotonic()
+    reply = server.call("stop", workflow="w")
+    assert reply["status"] == "stopping"
+    assert server.status("w")["status"] == "stopping"
+    server.wait_task("w", "soft", "stopped")
+    assert server.task("w", "hard")["status"] == "stopping"
+    state = server.wait_status("w", "stopped")
+    elapsed = time.monotonic() - started
+    assert [t["status"] for t in state["tasks"]] == ["stopped", "killed"]
+    assert 0.9 < elapsed < 6, f"SIGKILL came {elapsed:.2f}s after the stop (stop_timeout 1s)"
+    no_process_left(server)
+
+
+def test_force_stop_kills_at_once(server: Server) -> None:
+    define(server, "w", task("hard", "stubborn", "60", stop_timeout=60))
+    server.call("run", workflow="w")
+    server.wait_task("w", "hard", "running")
+    started = time.monotonic()
+    server.call("stop", workflow="w", force=True)
+    state = server.wait_status("w", "stopped")
+    assert time.monotonic() - started < 5
+    assert state["tasks"][0]["status"] == "killed"
+    no_process_left(server)
+
+
+def test_stop_without_project_finds_the_workflow_or_asks(server: Server) -> None:
+    define(server, "w", task("a", "simple", "60"))
+    server.call("create", **tree([{"name": "w", "tasks": [task("a", "simple", "60")]}],
+                                 project="other"))
+    server.call("run", project="pr1", workflow="w")
+    assert server.call("stop", workflow="w")["project"] == "pr1"
+    server.wait_status("w", "stopped")
+    server.call("run", project="pr1", workflow="w")
+    server.call("run", project="other", workflow="w")
+    try:
+        server.call("stop", workflow="w")
+        raise AssertionError("an ambiguous stop was accepted")
+    except Exception as exc:  # noqa: BLE001 - the message is what we check
+        assert "give -p PROJECT" in str(exc)
+    for project in ("pr1", "other"):
+        server.call("stop", project=project, workflow="w", force=True)
+        server.wait_status("w", "stopped", project=project)
+
+
+def test_a_waiting_task_is_left_alone_until_it_runs_again(server: Server) -> None:
+    define(server, "w", task("t", "wait", "2", stop_timeout=5))
+    server.call("run", workflow="w")
+    server.wait_task("w", "t", "waiting")
+    server.call("stop", workflow="w")
+    time.sleep(0.3)  # give a wrong stop the time to show: the task must still be waiting
+    assert server.task("w", "t")["status"] == "waiting"
+    state = server.wait_status("w", "stopped")
+    assert state["tasks"][0]["status"] in ("stopped", "success0")
+    log = server.call("logs", workflow="w", task="t")
+    assert "running again" in log, "the task was stopped while it waited"
+
+
+def test_a_forced_stop_does_not_wait_for_a_waiting_task(server: Server) -> None:
+    define(server, "w", task("t", "wait", "60"))
+    server.call("run", workflow="w")
+    server.wait_task("w", "t", "waiting")
+    server.call("stop", workflow="w", force=True)
+    assert server.wait_status("w", "stopped")["tasks"][0]["status"] == "killed"
+
+
+def test_immortal_is_watched_until_it_dies(make_server) -> None:
+    server = make_server(SPAD_TEST_NO_KILL="1").start()
+    define(server, "w", task("t", "stubborn", "60", stop_timeout=0.2))
+    server.call("run", workflow="w")
+    pid = server.wait_task("w", "t", "running")["pid"]
+    server.call("stop", workflow="w")
+    state = server.wait_status("w", "stopped")
+    assert state["tasks"][0]["status"] == f"immortal({pid})"
+    assert procs.identity(pid) is not None
+    os.killpg(pid, signal.SIGKILL)  # what the kernel would do at last
+    server.wait_task("w", "t", "killed")
+
+
+def test_sigterm_to_the_runner_is_a_hard_stop_and_the_run_comes_back(server: Server) -> None:
+    define(server, "w", task("a", "simple", "60", exec="parallel"), task("b", "stubborn", "60"))
+    first = server.call("run", workflow="w")["run_id"]
+    wait_for(lambda: all(t["status"] == "running" for t in server.status("w")["tasks"]))
+    pids = [t["pid"] for t in server.status("w")["tasks"]]
+    os.kill(runner_pid(server, "w"), signal.SIGTERM)
+    wait_for(lambda: all(procs.identity(p) is None for p in pids), timeout=10,
+             what="the tasks to be killed")
+    old = server.db().execute("SELECT status FROM runs WHERE id = ?", (first,)).fetchone()[0]
+    assert old == "terminated(-15)"
+    old_tasks = server.db().execute("SELECT status FROM run_tasks WHERE run_id = ?",
+                                    (first,)).fetchall()
+    assert {row[0] for row in old_tasks} == {"killed"}
+    state = wait_for(lambda: (s := server.status("w"))["run_id"] != first and s,
+                     what="a new run")
+    assert state["status"] == "running"
+    server.call("stop", workflow="w", force=True)
+    server.wait_status("w", "stopped")
+    no_process_left(server)
+
+
+def test_no_task_outlives_a_runner_killed_with_sigkill(server: Server) -> None:
+    script = server.home / "bin" / "family"
+    script.write_text("#!/usr/bin/env bash\nsleep 60 &\nsleep 60\n")
+    script.chmod(0o755)
+    define(server, "w", task("t", "family"))
+    first = server.call("run", workflow="w")["run_id"]
+    pid = server.wait_task("w", "t", "running")["pid"]
+    wait_for(lambda: len(procs.group_members(pid)) == 3, what="the task and its two children")
+    members = procs.group_members(pid)
+    os.kill(runner_pid(server, "w"), signal.SIGKILL)
+    wait_for(lambda: not any(procs.identity(p) for p in members), timeout=10,
+             what="the task's processes to die with their runner")
+    state = wait_for(lambda: (s := server.status("w"))["run_id"] != first and s,
+                     what="the run to be resumed")
+    assert state["status"] == "running"
+    server.call("stop", workflow="w", force=True)
+    server.wait_status("w", "stopped")
+    no_process_left(server)
