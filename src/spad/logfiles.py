@@ -3,35 +3,37 @@
 One file per task attempt: ``logs/<project>/<workflow>/<run_id>/<task>.<attempt>.log``, with
 stdout and stderr in the order they were written. Past :data:`MAX_BYTES` the file is rotated
 to ``.1``, ``.2`` (:data:`KEEP` files in all), so a chatty task never fills the disk.
-Standard library only: the runner writes through :class:`RotatingLog`.
+Standard library only, and plain ``os.path`` (pathlib would cost every runner 2 MB).
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from spad.home import Home
 
 MAX_BYTES = 10 * 1024 * 1024
 KEEP = 3
 READ_CHUNK = 1024 * 1024
 
 
-def path_for(home: Home, project: str, workflow: str, run_id: int, task: str, attempt: int) -> Path:
-    return home.logs / project / workflow / str(run_id) / f"{task}.{attempt}.log"
+def path_for(
+    logs_dir: str | os.PathLike[str],
+    project: str,
+    workflow: str,
+    run_id: int,
+    task: str,
+    attempt: int,
+) -> str:
+    return os.path.join(logs_dir, project, workflow, str(run_id), f"{task}.{attempt}.log")
 
 
 class RotatingLog:
     """Append-only writer that rotates at ``max_bytes`` and keeps ``keep`` files."""
 
-    def __init__(self, path: Path, max_bytes: int = MAX_BYTES, keep: int = KEEP) -> None:
+    def __init__(self, path: str, max_bytes: int = MAX_BYTES, keep: int = KEEP) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.keep = keep
-        path.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         self._size = os.fstat(self._fd).st_size
 
@@ -51,28 +53,28 @@ class RotatingLog:
     def _rotate(self) -> None:
         os.close(self._fd)
         for number in range(self.keep - 1, 0, -1):
-            older = self.path.with_name(f"{self.path.name}.{number}")
-            newer = (
-                self.path.with_name(f"{self.path.name}.{number - 1}") if number > 1 else self.path
-            )
-            if newer.exists():
+            older = f"{self.path}.{number}"
+            newer = f"{self.path}.{number - 1}" if number > 1 else self.path
+            if os.path.exists(newer):
                 os.replace(newer, older)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
         self._size = 0
 
 
-def size(path: Path) -> int:
+def size(path: str | os.PathLike[str]) -> int:
     try:
-        return path.stat().st_size
+        return os.stat(path).st_size
     except OSError:
         return 0
 
 
-def read_tail(path: Path, lines: int | None) -> str:
+def read_tail(path: str | os.PathLike[str], lines: int | None) -> str:
     """The whole current file, or its last ``lines`` lines."""
-    if not path.exists():
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below, after an early return
+    except FileNotFoundError:
         return ""
-    with path.open("rb") as handle:
+    with handle:
         if lines is None:
             return handle.read().decode(errors="replace")
         end = handle.seek(0, os.SEEK_END)
@@ -86,17 +88,19 @@ def read_tail(path: Path, lines: int | None) -> str:
     return b"".join(kept).decode(errors="replace")
 
 
-def read_from(path: Path, offset: int, whole: bool = False) -> tuple[str, int]:
+def read_from(path: str | os.PathLike[str], offset: int, whole: bool = False) -> tuple[str, int]:
     """Text from byte ``offset`` up to the last whole line (everything when ``whole``: the
     writer has ended), and the offset after it, for ``logs -f``.
 
     A file that rotated since (now shorter than ``offset``) is read from its start.
     """
-    if not path.exists():
+    try:
+        handle = open(path, "rb")  # noqa: SIM115
+    except FileNotFoundError:
         return "", offset
-    with path.open("rb") as handle:
-        size = handle.seek(0, os.SEEK_END)
-        if size < offset:
+    with handle:
+        end = handle.seek(0, os.SEEK_END)
+        if end < offset:
             offset = 0
         handle.seek(offset)
         data = handle.read(READ_CHUNK)

@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
-_PROC = Path("/proc")
+_PROC = "/proc"
+
+
+def _read(path: str) -> str:
+    with open(path) as handle:
+        return handle.read()
 
 
 def _boot_id() -> str:
     try:
-        return (_PROC / "sys/kernel/random/boot_id").read_text().strip()
+        return _read(f"{_PROC}/sys/kernel/random/boot_id").strip()
     except OSError:
         return "unknown-boot"
 
@@ -27,7 +31,7 @@ BOOT_ID = _boot_id()
 def _stat_fields(pid: int) -> list[str] | None:
     """Fields of /proc/PID/stat after the command name (which may hold spaces and parens)."""
     try:
-        text = (_PROC / str(pid) / "stat").read_text()
+        text = _read(f"{_PROC}/{pid}/stat")
     except OSError:
         return None
     return text[text.rfind(")") + 2 :].split()
@@ -58,11 +62,11 @@ def start_ticks(identity_text: str) -> int:
 def group_members(pgid: int) -> list[int]:
     """Live processes whose process group is ``pgid``."""
     members = []
-    for entry in _PROC.iterdir():
-        if entry.name.isdigit():
-            fields = _stat_fields(int(entry.name))
+    for name in os.listdir(_PROC):
+        if name.isdigit():
+            fields = _stat_fields(int(name))
             if fields and fields[0] != "Z" and int(fields[2]) == pgid:
-                members.append(int(entry.name))
+                members.append(int(name))
     return members
 
 
@@ -97,12 +101,12 @@ def children(pid: int) -> list[int]:
     """Direct children of ``pid`` (all its threads)."""
     found: list[int] = []
     try:
-        threads = list((_PROC / str(pid) / "task").iterdir())
+        threads = os.listdir(f"{_PROC}/{pid}/task")
     except OSError:
         return found
     for thread in threads:
         try:
-            found.extend(int(c) for c in (thread / "children").read_text().split())
+            found.extend(int(c) for c in _read(f"{_PROC}/{pid}/task/{thread}/children").split())
         except OSError:
             continue
     return found

@@ -22,8 +22,13 @@ def test_run_status_stop_as_a_user_would(server: Server) -> None:
 
 
 def test_stop_wait_returns_when_stopped(server: Server) -> None:
-    ok(server, "create", "-j", '{"project": {"name": "pr1", "workflows": [{"name": "w", "tasks":'
-       ' [{"name": "s", "function": "stubborn", "params": ["60"], "stop_timeout": 0.5}]}]}}')
+    ok(
+        server,
+        "create",
+        "-j",
+        '{"project": {"name": "pr1", "workflows": [{"name": "w", "tasks":'
+        ' [{"name": "s", "function": "stubborn", "params": ["60"], "stop_timeout": 0.5}]}]}}',
+    )
     ok(server, "run", "-w", "w")
     server.wait_task("w", "s", "running")
     assert "w: stopped" in ok(server, "stop", "-w", "w", "--wait")
@@ -32,16 +37,27 @@ def test_stop_wait_returns_when_stopped(server: Server) -> None:
 
 def test_logs_tail_and_follow_while_the_task_runs(server: Server) -> None:
     talker = server.home / "bin" / "talker"
-    talker.write_text("#!/usr/bin/env bash\nfor i in 1 2 3 4 5; do echo line$i; sleep 0.3; done\n"
-                      "printf 'no newline at the end'\n")
+    talker.write_text(
+        "#!/usr/bin/env bash\nfor i in 1 2 3 4 5; do echo line$i; sleep 0.3; done\n"
+        "printf 'no newline at the end'\n"
+    )
     talker.chmod(0o755)
-    ok(server, "create", "-j", '{"project": {"name": "pr1", "workflows": [{"name": "w", "tasks":'
-       ' [{"name": "t", "function": "talker"}]}]}}')
+    ok(
+        server,
+        "create",
+        "-j",
+        '{"project": {"name": "pr1", "workflows": [{"name": "w", "tasks":'
+        ' [{"name": "t", "function": "talker"}]}]}}',
+    )
     ok(server, "run", "-w", "w")
     server.wait_task("w", "t", "running")
     env = clean_env(SPA_URL=server.url, SPA_HOME=str(server.home))
-    follower = subprocess.Popen([str(VENV_BIN / "spa_ctl"), "logs", "-w", "w", "-t", "t", "-f"],
-                                stdout=subprocess.PIPE, text=True, env=env)
+    follower = subprocess.Popen(
+        [str(VENV_BIN / "spa_ctl"), "logs", "-w", "w", "-t", "t", "-f"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         first = follower.stdout.readline() if follower.stdout else ""
         assert first == "line1\n"
@@ -59,8 +75,13 @@ def test_logs_tail_and_follow_while_the_task_runs(server: Server) -> None:
 
 def test_a_task_sets_its_own_status_without_the_virtualenv_on_path(server: Server) -> None:
     assert str(VENV_BIN) not in clean_env()["PATH"]
-    ok(server, "create", "-j", '{"project": {"name": "pr1", "workflows": [{"name": "w", "tasks":'
-       ' [{"name": "t", "function": "wait", "params": ["0.5"]}]}]}}')
+    ok(
+        server,
+        "create",
+        "-j",
+        '{"project": {"name": "pr1", "workflows": [{"name": "w", "tasks":'
+        ' [{"name": "t", "function": "wait", "params": ["0.5"]}]}]}}',
+    )
     ok(server, "run", "-w", "w")
     server.wait_task("w", "t", "waiting")
     server.wait_status("w", "success0")

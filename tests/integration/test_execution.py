@@ -41,15 +41,21 @@ def test_the_seed_workflows_run_to_success(server: Server) -> None:
 
 
 def test_parallel_goes_on_at_once_and_await_waits(server: Server) -> None:
-    define(server, "w", task("bg", "simple", "1", exec="parallel"), task("a", "simple", "0.3"),
-           task("b", "simple", "0"))
+    define(
+        server,
+        "w",
+        task("bg", "simple", "1", exec="parallel"),
+        task("a", "simple", "0.3"),
+        task("b", "simple", "0"),
+    )
     server.call("run", workflow="w")
     state = server.wait_status("w", "success0")
     bg, a, b = state["tasks"]
     assert a["started_at"] < bg["ended_at"], "the await task did not wait for the background one"
     assert b["started_at"] >= a["ended_at"], "b started before the awaited a ended"
-    run = server.db().execute("SELECT ended_at FROM runs WHERE id = ?",
-                              (state["run_id"],)).fetchone()
+    run = (
+        server.db().execute("SELECT ended_at FROM runs WHERE id = ?", (state["run_id"],)).fetchone()
+    )
     assert run["ended_at"] >= bg["ended_at"], "the run ended before its background task"
 
 
@@ -98,15 +104,28 @@ def test_a_missing_function_fails_the_run_before_anything_starts(server: Server)
 
 
 def test_a_task_gets_its_environment_its_own_group_and_data_as_cwd(server: Server) -> None:
-    script(server.home, "envdump", 'env | grep -E "^(SPA_|MY_)" | sort\npwd\n'
-           'echo "pid=$$ pgid=$(cut -d" " -f5 /proc/$$/stat)"\n')
+    script(
+        server.home,
+        "envdump",
+        'env | grep -E "^(SPA_|MY_)" | sort\npwd\n'
+        'echo "pid=$$ pgid=$(cut -d" " -f5 /proc/$$/stat)"\n',
+    )
     define(server, "w", task("t", "envdump", env={"MY_VAR": "42"}))
     run_id = server.call("run", workflow="w")["run_id"]
     server.wait_status("w", "success0")
     text = server.call("logs", workflow="w", task="t")
-    for line in ("SPA_PROJECT=pr1", "SPA_WORKFLOW=w", "SPA_TASK=t", f"SPA_RUN_ID={run_id}",
-                 "SPA_ATTEMPT=1", f"SPA_URL={server.url}", f"SPA_TOKEN={server.token}",
-                 f"SPA_HOME={server.home}", "MY_VAR=42", str(server.home / "data")):
+    for line in (
+        "SPA_PROJECT=pr1",
+        "SPA_WORKFLOW=w",
+        "SPA_TASK=t",
+        f"SPA_RUN_ID={run_id}",
+        "SPA_ATTEMPT=1",
+        f"SPA_URL={server.url}",
+        f"SPA_TOKEN={server.token}",
+        f"SPA_HOME={server.home}",
+        "MY_VAR=42",
+        str(server.home / "data"),
+    ):
         assert line in text.splitlines(), line
     pid, pgid = (part.split("=")[1] for part in text.splitlines()[-1].split())
     assert pid == pgid
@@ -130,8 +149,11 @@ def test_a_failing_task_is_restarted_then_ends_in_error(server: Server) -> None:
     server.call("run", workflow="w")
     server.wait_task("w", "t", "rerun")
     state = server.wait_status("w", "error(3)")
-    assert (state["tasks"][0]["status"], state["tasks"][0]["attempt"],
-            state["tasks"][0]["exit_code"]) == ("error(3)", 2, 3)
+    assert (
+        state["tasks"][0]["status"],
+        state["tasks"][0]["attempt"],
+        state["tasks"][0]["exit_code"],
+    ) == ("error(3)", 2, 3)
 
 
 def test_an_outside_signal_is_terminated(server: Server) -> None:
@@ -154,8 +176,13 @@ def test_retries_without_end(server: Server) -> None:
 
 
 def test_on_failure_stop_stops_the_others(server: Server) -> None:
-    define(server, "w", task("bg", "simple", "60", exec="parallel", stop_timeout=2),
-           task("bad", "error", "5", retries=0), task("never", "simple"))
+    define(
+        server,
+        "w",
+        task("bg", "simple", "60", exec="parallel", stop_timeout=2),
+        task("bad", "error", "5", retries=0),
+        task("never", "simple"),
+    )
     server.call("run", workflow="w")
     state = server.wait_status("w", "error(5)")
     assert [t["status"] for t in state["tasks"]] == ["stopped", "error(5)", "not run"]
@@ -164,23 +191,35 @@ def test_on_failure_stop_stops_the_others(server: Server) -> None:
 
 
 def test_on_failure_continue_goes_on(server: Server) -> None:
-    define(server, "w", task("bad", "error", "5", retries=0), task("next", "simple"),
-           on_failure="continue")
+    define(
+        server,
+        "w",
+        task("bad", "error", "5", retries=0),
+        task("next", "simple"),
+        on_failure="continue",
+    )
     server.call("run", workflow="w")
     state = server.wait_status("w", "error(5)")
     assert [t["status"] for t in state["tasks"]] == ["error(5)", "success0"]
 
 
 def test_twenty_workflows_with_background_tasks_at_once(server: Server) -> None:
-    workflows = [{"name": f"w{i}", "tasks": [task("bg", "simple", "60", exec="parallel"),
-                                             task("fg", "simple", "60")]} for i in range(20)]
+    workflows = [
+        {
+            "name": f"w{i}",
+            "tasks": [task("bg", "simple", "60", exec="parallel"), task("fg", "simple", "60")],
+        }
+        for i in range(20)
+    ]
     server.call("create", **tree(workflows))
     for i in range(20):
         server.call("run", workflow=f"w{i}")
 
     def all_running() -> bool:
-        return all(all(t["status"] == "running" for t in server.status(f"w{i}")["tasks"])
-                   for i in range(20))
+        return all(
+            all(t["status"] == "running" for t in server.status(f"w{i}")["tasks"])
+            for i in range(20)
+        )
 
     wait_for(all_running, timeout=60, what="40 tasks to run")
     for i in range(20):

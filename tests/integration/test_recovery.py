@@ -10,14 +10,25 @@ from tests.conftest import Server, task, tree, wait_for
 def setup_three(server: Server) -> dict[str, int]:
     """``long`` keeps running, ``done`` finishes, ``stopped`` is stopped: only ``long`` is
     unfinished."""
-    server.call("create", **tree([
-        {"name": "long", "tasks": [task("bg", "simple", "60", exec="parallel"),
-                                   task("fg", "simple", "60")]},
-        {"name": "done", "tasks": [task("quick", "simple", "0")]},
-        {"name": "stopped", "tasks": [task("s", "simple", "60")]},
-    ]))
-    runs = {name: server.call("run", workflow=name)["run_id"]
-            for name in ("long", "done", "stopped")}
+    server.call(
+        "create",
+        **tree(
+            [
+                {
+                    "name": "long",
+                    "tasks": [
+                        task("bg", "simple", "60", exec="parallel"),
+                        task("fg", "simple", "60"),
+                    ],
+                },
+                {"name": "done", "tasks": [task("quick", "simple", "0")]},
+                {"name": "stopped", "tasks": [task("s", "simple", "60")]},
+            ]
+        ),
+    )
+    runs = {
+        name: server.call("run", workflow=name)["run_id"] for name in ("long", "done", "stopped")
+    }
     server.wait_status("done", "success0")
     server.wait_task("stopped", "s", "running")
     server.call("stop", workflow="stopped")
@@ -32,16 +43,24 @@ def test_power_loss_resumes_only_the_unfinished(make_server: Callable[..., Serve
     old_pids = [t["pid"] for t in before.status("long")["tasks"]]
     before.kill_everything()  # the power cut: server, runners and tasks die at once
     after = make_server().start()
-    state = wait_for(lambda: (s := after.status("long"))["run_id"] != runs["long"]
-                     and all(t["status"] == "running" for t in s["tasks"]) and s,
-                     what="the unfinished workflow to run again")
+    state = wait_for(
+        lambda: (
+            (s := after.status("long"))["run_id"] != runs["long"]
+            and all(t["status"] == "running" for t in s["tasks"])
+            and s
+        ),
+        what="the unfinished workflow to run again",
+    )
     assert {t["pid"] for t in state["tasks"]}.isdisjoint(old_pids)
     assert after.status("done")["run_id"] == runs["done"]
     assert after.status("done")["status"] == "success0"
     assert after.status("stopped")["run_id"] == runs["stopped"]
     assert after.status("stopped")["status"] == "stopped"
-    resumed = after.db().execute("SELECT resumed_from FROM runs WHERE id = ?",
-                                 (state["run_id"],)).fetchone()[0]
+    resumed = (
+        after.db()
+        .execute("SELECT resumed_from FROM runs WHERE id = ?", (state["run_id"],))
+        .fetchone()[0]
+    )
     assert resumed == runs["long"]
 
 
@@ -73,18 +92,24 @@ def test_an_adopted_runner_that_dies_is_resumed(make_server: Callable[..., Serve
     before.process.kill()
     before.process.wait()
     after = make_server().start()
-    pid = after.db().execute("SELECT runner_pid FROM runs WHERE id = ?",
-                             (runs["long"],)).fetchone()[0]
+    pid = (
+        after.db()
+        .execute("SELECT runner_pid FROM runs WHERE id = ?", (runs["long"],))
+        .fetchone()[0]
+    )
     os.kill(pid, signal.SIGKILL)
-    state = wait_for(lambda: (s := after.status("long"))["run_id"] != runs["long"] and s,
-                     what="a new run after the adopted runner died")
+    state = wait_for(
+        lambda: (s := after.status("long"))["run_id"] != runs["long"] and s,
+        what="a new run after the adopted runner died",
+    )
     assert state["status"] == "running"
 
 
 def test_a_workflow_stopping_at_the_cut_ends_stopped(make_server: Callable[..., Server]) -> None:
     before = make_server().start()
-    before.call("create", **tree([{"name": "w", "tasks": [
-        task("t", "stubborn", "60", stop_timeout=60)]}]))
+    before.call(
+        "create", **tree([{"name": "w", "tasks": [task("t", "stubborn", "60", stop_timeout=60)]}])
+    )
     run_id = before.call("run", workflow="w")["run_id"]
     before.wait_task("w", "t", "running")
     before.call("stop", workflow="w")

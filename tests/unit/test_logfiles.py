@@ -9,7 +9,7 @@ from spad.logfiles import RotatingLog, read_from, read_tail
 
 def test_rotation_caps_each_file_and_keeps_three(tmp_path: Path) -> None:
     path = tmp_path / "t.1.log"
-    log = RotatingLog(path, max_bytes=100, keep=3)
+    log = RotatingLog(str(path), max_bytes=100, keep=3)
     for i in range(50):
         log.write(f"{i:09d}\n".encode())  # 10 bytes a line, 500 in all
     log.close()
@@ -21,7 +21,7 @@ def test_rotation_caps_each_file_and_keeps_three(tmp_path: Path) -> None:
 
 
 def test_a_write_larger_than_the_cap_is_split(tmp_path: Path) -> None:
-    log = RotatingLog(tmp_path / "x.log", max_bytes=10, keep=2)
+    log = RotatingLog(str(tmp_path / "x.log"), max_bytes=10, keep=2)
     log.write(b"a" * 25)
     log.close()
     assert (tmp_path / "x.log").read_bytes() == b"a" * 5

@@ -9,18 +9,18 @@ machine has no local pid, its ``output`` may be None (the log is written where i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from pathlib import Path
 
 
-@dataclass(frozen=True)
 class Launch:
     """Everything needed to start one attempt of a task."""
 
-    argv: list[str]
-    env: dict[str, str]
-    cwd: Path
-    log_path: Path
+    __slots__ = ("argv", "cwd", "env", "log_path")
+
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: str, log_path: str) -> None:
+        self.argv = argv
+        self.env = env
+        self.cwd = cwd
+        self.log_path = log_path
 
 
 class TaskProcess(ABC):

@@ -8,24 +8,17 @@ and keeps its history while the server is down. It never sleeps: the loop in
 from __future__ import annotations
 
 import json
-import logging
 import os
-import random
 import signal
 import sqlite3
 import sys
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from spad import faults, logfiles, states
 from spad.executors.base import Executor, Launch, TaskProcess
-from spad.home import Home
 from spad.runner.timers import Timer, Timers
 from spad.store import runs
-
-log = logging.getLogger("spad.runner")
 
 #: How long a process group may take to die after SIGKILL before it is called immortal.
 KILL_WAIT = 3.0
@@ -34,44 +27,31 @@ WAITING_POLL = 0.1
 MAX_RETRY_DELAY = 60.0
 
 
-@dataclass(eq=False)  # identity: tasks live in sets
 class Task:
-    """One task of the run, as copied into ``run_tasks``."""
+    """One task of the run, as copied into ``run_tasks``, and its live state.
 
-    name: str
-    exec: str
-    function: str
-    params: list[str]
-    retries: int
-    retry_delay: float
-    stop_signal: int
-    stop_timeout: float
-    env: dict[str, str]
-    cwd: str
-    status: str = states.NEW
-    attempt: int = 0
-    failures: int = 0
-    process: TaskProcess | None = None
-    log: logfiles.RotatingLog | None = None
-    stop_sent: bool = False
-    kill_sent: bool = False
-    timers: list[Timer] = field(default_factory=list)
+    Plain classes here, not dataclasses: importing dataclasses costs every runner memory.
+    """
 
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> Task:
-        return cls(
-            name=row["name"],
-            exec=row["exec"],
-            function=row["function"],
-            params=json.loads(row["params"]),
-            retries=row["retries"],
-            retry_delay=row["retry_delay"],
-            stop_signal=int(signal.Signals[row["stop_signal"]]),
-            stop_timeout=row["stop_timeout"],
-            env=json.loads(row["env"]),
-            cwd=row["cwd"],
-            status=row["status"],
-        )
+    def __init__(self, row: sqlite3.Row) -> None:
+        self.name: str = row["name"]
+        self.exec: str = row["exec"]
+        self.function: str = row["function"]
+        self.params: list[str] = json.loads(row["params"])
+        self.retries: int = row["retries"]
+        self.retry_delay: float = row["retry_delay"]
+        self.stop_signal = int(signal.Signals[row["stop_signal"]])
+        self.stop_timeout: float = row["stop_timeout"]
+        self.env: dict[str, str] = json.loads(row["env"])
+        self.cwd: str = row["cwd"]
+        self.status: str = row["status"]
+        self.attempt = 0
+        self.failures = 0
+        self.process: TaskProcess | None = None
+        self.log: logfiles.RotatingLog | None = None
+        self.stop_sent = False
+        self.kill_sent = False
+        self.timers: list[Timer] = []
 
     def cancel_timers(self) -> None:
         for timer in self.timers:
@@ -79,21 +59,27 @@ class Task:
         self.timers.clear()
 
 
-@dataclass(frozen=True)
 class RunInfo:
-    run_id: int
-    project: str
-    workflow: str
-    on_failure: str
-    url: str
-    token: str
+    """What a runner knows of its run besides the tasks."""
+
+    __slots__ = ("on_failure", "project", "run_id", "token", "url", "workflow")
+
+    def __init__(
+        self, run_id: int, project: str, workflow: str, on_failure: str, url: str, token: str
+    ) -> None:
+        self.run_id = run_id
+        self.project = project
+        self.workflow = workflow
+        self.on_failure = on_failure
+        self.url = url
+        self.token = token
 
 
 class Engine:
     def __init__(
         self,
         conn: sqlite3.Connection,
-        home: Home,
+        home: str,
         info: RunInfo,
         executor: Executor,
         timers: Timers,
@@ -107,7 +93,7 @@ class Engine:
         self.timers = timers
         self._watch_output = watch_output
         self._unwatch_output = unwatch_output
-        self.tasks = [Task.from_row(row) for row in runs.tasks(conn, info.run_id)]
+        self.tasks = [Task(row) for row in runs.tasks(conn, info.run_id)]
         self.pending = deque(t for t in self.tasks if t.status == states.NEW)
         self.awaiting: Task | None = None
         self.active: dict[int, Task] = {}  # id(process) -> task
@@ -117,7 +103,7 @@ class Engine:
         self.done = False
         self.finished = True
         # Tasks find spa_ctl beside this interpreter, even from a virtualenv not on PATH.
-        self._path_prefix = str(Path(sys.executable).parent)
+        self._path_prefix = os.path.dirname(sys.executable)
 
     # -- the sequence ------------------------------------------------------------------------
 
@@ -136,7 +122,7 @@ class Engine:
         task.attempt += 1
         task.stop_sent = task.kill_sent = False
         path = logfiles.path_for(
-            self.home,
+            os.path.join(self.home, "logs"),
             self.info.project,
             self.info.workflow,
             self.info.run_id,
@@ -148,7 +134,7 @@ class Engine:
             process = self.executor.start(self._launch_spec(task, path))
         except OSError as exc:
             task.log.write(f"spad: cannot start {task.function}: {exc.strerror or exc}\n".encode())
-            self._record(task, attempt=task.attempt, started_at=runs.now(), log_path=str(path))
+            self._record(task, attempt=task.attempt, started_at=runs.now(), log_path=path)
             self._ended(task, 127 if isinstance(exc, FileNotFoundError) else 126)
             return
         task.process = process
@@ -174,12 +160,12 @@ class Engine:
             fd = process.output
             self._watch_output(fd, lambda: self._read_output(task, fd))
 
-    def _launch_spec(self, task: Task, log_path: Path) -> Launch:
+    def _launch_spec(self, task: Task, log_path: str) -> Launch:
         env = dict(os.environ)
         env.update(task.env)
         env["PATH"] = self._path_prefix + os.pathsep + env.get("PATH", os.defpath)
         env.update(
-            SPA_HOME=str(self.home.root),
+            SPA_HOME=self.home,
             SPA_PROJECT=self.info.project,
             SPA_WORKFLOW=self.info.workflow,
             SPA_TASK=task.name,
@@ -189,9 +175,9 @@ class Engine:
             SPA_TOKEN=self.info.token,
         )
         return Launch(
-            argv=[str(self.home.bin / task.function), *task.params],
+            argv=[os.path.join(self.home, "bin", task.function), *task.params],
             env=env,
-            cwd=self.home.root / task.cwd,
+            cwd=os.path.join(self.home, task.cwd),
             log_path=log_path,
         )
 
@@ -268,7 +254,7 @@ class Engine:
         up to 10% jitter so that tasks failing together do not restart together."""
         delay = min(task.retry_delay * 2.0 ** (task.failures - 1), MAX_RETRY_DELAY)
         if task.failures > 1:
-            delay *= 1 + random.uniform(0, 0.1)
+            delay *= 1 + 0.1 * int.from_bytes(os.urandom(2), "big") / 0xFFFF
         return delay
 
     def _retry(self, task: Task) -> None:

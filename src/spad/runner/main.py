@@ -8,24 +8,21 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import logging
 import os
 import selectors
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 from spad import faults, procs
 from spad.executors.local import LocalExecutor
-from spad.home import Home
 from spad.runner.engine import Engine, RunInfo
 from spad.runner.signals import FORCED, GRACEFUL, HARD, SignalInbox
 from spad.runner.timers import Timers
 from spad.store import runs
 from spad.store.sqlite import connect
 
-log = logging.getLogger("spad.runner")
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -33,8 +30,8 @@ def become_subreaper() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def load_info(home: Home, conn: object, run_id: int) -> RunInfo:
-    row = conn.execute(  # type: ignore[attr-defined]
+def load_info(home: str, conn: sqlite3.Connection, run_id: int) -> RunInfo:
+    row = conn.execute(
         "SELECT w.name AS workflow, w.on_failure, p.name AS project FROM runs r"
         " JOIN workflows w ON w.id = r.workflow_id JOIN projects p ON p.id = w.project_id"
         " WHERE r.id = ?",
@@ -48,8 +45,13 @@ def load_info(home: Home, conn: object, run_id: int) -> RunInfo:
         workflow=row["workflow"],
         on_failure=row["on_failure"],
         url=os.environ.get("SPA_URL", "http://127.0.0.1:7070"),
-        token=home.token(),
+        token=_read(os.path.join(home, "token")),
     )
+
+
+def _read(path: str) -> str:
+    with open(path) as handle:
+        return handle.read().strip()
 
 
 class Loop:
@@ -99,11 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2 or not args[1].isdigit():
         print("usage: python -m spad.runner HOME RUN_ID", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s runner[%(process)d] %(message)s")
-    home, run_id = Home(Path(args[0])), int(args[1])
+    home, run_id = os.path.abspath(args[0]), int(args[1])
     inbox = SignalInbox()  # first: a stop sent while we start is queued, not fatal
     become_subreaper()
-    conn = connect(home.db)
+    conn = connect(os.path.join(home, "spa.db"))
     runs.update(conn, run_id, runner_pid=os.getpid(), runner_identity=procs.identity(os.getpid()))
     loop = Loop()
     engine = Engine(

@@ -12,6 +12,7 @@ import sys
 from aiohttp import web
 
 from spad import home as homes
+from spad import provision
 from spad.errors import HomeError
 from spad.server.app import make_app
 from spad.server.methods import Service
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        home = homes.prepare(homes.resolve(args.home))
+        home = provision.prepare(homes.resolve(args.home))
         asyncio.run(serve(home, *args.listen))
     except HomeError as exc:
         print(f"spad: {exc}", file=sys.stderr)

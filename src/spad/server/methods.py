@@ -204,7 +204,7 @@ def logs(svc: Service, p: LogsParams) -> Any:
     attempt = p.attempt or row["attempt"]
     if not attempt:
         raise NotFound(f"task {p.task!r} has not started in run {run['id']}: no log yet")
-    path = logfiles.path_for(svc.home, project, p.workflow, run["id"], p.task, attempt)
+    path = logfiles.path_for(svc.home.logs, project, p.workflow, run["id"], p.task, attempt)
     if p.offset is not None and p.tail is not None:
         text, offset = logfiles.read_tail(path, p.tail), logfiles.size(path)
         return {"text": text, "offset": offset, "ended": row["ended_at"] is not None}

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
-from typing import Any
+import time
+
+TYPE_CHECKING = False  # typing itself is not imported on the runner's path
+if TYPE_CHECKING:
+    from typing import Any
 
 Row = sqlite3.Row
 
@@ -18,8 +21,11 @@ RUN_TASK_COPY = (
 
 
 def now() -> str:
-    """ISO 8601 UTC with milliseconds, as every time in spad is written."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO 8601 UTC with milliseconds, as every time in spad is written (``time``, not
+    ``datetime``: one import less for every runner)."""
+    seconds = time.time()
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{stamp}.{int(seconds * 1000) % 1000:03d}Z"
 
 
 def create(

@@ -7,10 +7,10 @@ in WAL mode never corrupts the file on power loss (at worst the last commits are
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -94,7 +94,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-def connect(path: Path | str) -> sqlite3.Connection:
+def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     """Open the store with the settings every process of spad uses."""
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     conn.row_factory = sqlite3.Row
