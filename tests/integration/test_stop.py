@@ -158,3 +158,19 @@ def test_no_task_outlives_a_runner_killed_with_sigkill(server: Server) -> None:
     server.call("stop", workflow="w", force=True)
     server.wait_status("w", "stopped")
     no_process_left(server)
+
+
+def test_a_descendant_that_left_the_group_is_killed_too(server: Server) -> None:
+    script = server.home / "bin" / "escaper"
+    script.write_text("#!/usr/bin/env bash\ntrap '' TERM\nsetsid sleep 60 &\n"
+                      "echo $! > escaped.pid\nsleep 60\n")
+    script.chmod(0o755)
+    define(server, "w", task("t", "escaper", stop_timeout=0.5))
+    server.call("run", workflow="w")
+    pid_file = server.home / "data" / "escaped.pid"
+    escaped = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip()))
+    assert procs.identity(escaped) is not None
+    server.call("stop", workflow="w")
+    server.wait_status("w", "stopped")
+    wait_for(lambda: procs.identity(escaped) is None, timeout=10, what="the escaped child to die")
+    no_process_left(server)

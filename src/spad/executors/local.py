@@ -4,6 +4,7 @@ grandchildren are reaped here too)."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -37,6 +38,10 @@ class LocalProcess(TaskProcess):
         procs.kill_group(self.popen.pid, signum)
 
     def kill(self) -> None:
+        # Descendants first: one that left the group (setsid) is still found through its parent.
+        for pid in procs.descendants(self.popen.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         procs.kill_group(self.popen.pid, signal.SIGKILL)
 
     def alive(self) -> bool:
