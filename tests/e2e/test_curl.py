@@ -16,9 +16,19 @@ pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is no
 
 def curl(server: Server, name: str) -> Any:
     result = subprocess.run(
-        ["curl", "-sS", "-H", f"Authorization: Bearer {server.token}",
-         "-d", f"@{REPO / 'examples' / f'command_{name}.json'}", server.url + "/rpc"],
-        capture_output=True, text=True, timeout=30, check=True,
+        [
+            "curl",
+            "-sS",
+            "-H",
+            f"Authorization: Bearer {server.token}",
+            "-d",
+            f"@{REPO / 'examples' / f'command_{name}.json'}",
+            server.url + "/rpc",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
     reply = json.loads(result.stdout)
     assert "error" not in reply, reply
@@ -43,8 +53,20 @@ def test_every_example_request_works_with_curl(server: Server) -> None:
 
 def test_curl_without_the_token_gets_401(server: Server) -> None:
     result = subprocess.run(
-        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-d",
-         f"@{REPO / 'examples' / 'command_list.json'}", server.url + "/rpc"],
-        capture_output=True, text=True, timeout=30, check=True,
+        [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-d",
+            f"@{REPO / 'examples' / 'command_list.json'}",
+            server.url + "/rpc",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
     assert result.stdout == "401"

@@ -162,8 +162,9 @@ def test_no_task_outlives_a_runner_killed_with_sigkill(server: Server) -> None:
 
 def test_a_descendant_that_left_the_group_is_killed_too(server: Server) -> None:
     script = server.home / "bin" / "escaper"
-    script.write_text("#!/usr/bin/env bash\ntrap '' TERM\nsetsid sleep 60 &\n"
-                      "echo $! > escaped.pid\nsleep 60\n")
+    script.write_text(
+        "#!/usr/bin/env bash\ntrap '' TERM\nsetsid sleep 60 &\necho $! > escaped.pid\nsleep 60\n"
+    )
     script.chmod(0o755)
     define(server, "w", task("t", "escaper", stop_timeout=0.5))
     server.call("run", workflow="w")

@@ -238,9 +238,7 @@ class Engine:
             task.failures += 1
             self._record(task, status=states.RERUN)
             self.retrying.add(task)
-            task.timers.append(
-                self.timers.after(self._retry_delay(task), lambda: self._retry(task))
-            )
+            task.timers.append(self.timers.after(_retry_delay(task), lambda: self._retry(task)))
             return
         self.failure = status
         if self.info.on_failure == "stop":
@@ -248,14 +246,6 @@ class Engine:
         elif task is self.awaiting:
             self.awaiting = None
             self._advance()
-
-    def _retry_delay(self, task: Task) -> float:
-        """``retry_delay``, doubling with each failure up to a minute; from the second retry on,
-        up to 10% jitter so that tasks failing together do not restart together."""
-        delay = min(task.retry_delay * 2.0 ** (task.failures - 1), MAX_RETRY_DELAY)
-        if task.failures > 1:
-            delay *= 1 + 0.1 * int.from_bytes(os.urandom(2), "big") / 0xFFFF
-        return delay
 
     def _retry(self, task: Task) -> None:
         self.retrying.discard(task)
@@ -379,6 +369,18 @@ class Engine:
         if "status" in fields:
             task.status = str(fields["status"])
         runs.update_task(self.conn, self.info.run_id, task.name, **fields)
+
+
+def retry_delay(base: float, failures: int, jitter: float) -> float:
+    """Delay before restart number ``failures``: ``base``, doubling each time up to a minute;
+    from the second restart on, stretched by up to 10% (``jitter`` in [0, 1]) so that tasks
+    failing together do not restart together."""
+    delay = min(base * 2.0 ** (failures - 1), MAX_RETRY_DELAY)
+    return delay * (1 + 0.1 * jitter) if failures > 1 else delay
+
+
+def _retry_delay(task: Task) -> float:
+    return retry_delay(task.retry_delay, task.failures, int.from_bytes(os.urandom(2)) / 0xFFFF)
 
 
 def kill_step(process: TaskProcess) -> None:

@@ -42,6 +42,12 @@ class _Restarts:
     last_start: float = 0.0
 
 
+def restart_delay(young_deaths: int) -> float:
+    """Seconds before resuming a run whose runner died ``young_deaths`` times in a row, each
+    within :data:`HEALTHY_AFTER` of its start: at once the first time, then 1, 2, 4 ... 300 s."""
+    return 0.0 if young_deaths <= 1 else min(2.0 ** (young_deaths - 2), MAX_BACKOFF)
+
+
 class Supervisor:
     def __init__(self, home: Home, conn: sqlite3.Connection, url: str) -> None:
         self.home = home
@@ -201,8 +207,7 @@ class Supervisor:
         record = self._restarts.setdefault(run["workflow_id"], _Restarts())
         young = time.monotonic() - record.last_start < HEALTHY_AFTER
         record.count = record.count + 1 if young else 0
-        # The first young death restarts at once; a crash loop backs off 1, 2, 4 ... 300 s.
-        delay = 0.0 if record.count <= 1 else min(2.0 ** (record.count - 2), MAX_BACKOFF)
+        delay = restart_delay(record.count)
         if delay:
             log.warning(
                 "run %s: its runners died young %d times in a row: restarting in %.0f s",

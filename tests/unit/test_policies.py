@@ -1,0 +1,63 @@
+"""Pure rules: statuses, retry delays, the crash-loop back-off, deadlines."""
+
+from __future__ import annotations
+
+import pytest
+
+from spad import states
+from spad.runner.engine import retry_delay
+from spad.runner.timers import Timers
+from spad.server.supervisor import restart_delay
+
+
+def test_status_texts_are_the_contracts() -> None:
+    assert (states.error(3), states.terminated(15), states.terminated(-9), states.immortal(42)) == (
+        "error(3)",
+        "terminated(-15)",
+        "terminated(-9)",
+        "immortal(42)",
+    )
+    assert states.from_exit_code(0) == "success0"
+    assert states.from_exit_code(2) == "error(2)"
+    assert states.from_exit_code(-15) == "terminated(-15)"
+    assert states.number("error(3)") == 3 and states.number("terminated(-15)") == -15
+    assert states.number("running") is None
+    assert states.is_failure("error(1)") and states.is_failure("terminated(-9)")
+    assert not states.is_failure("success0") and states.is_immortal("immortal(7)")
+
+
+@pytest.mark.parametrize(
+    ("failures", "jitter", "expected"),
+    [(1, 1.0, 1.0), (2, 0.0, 2.0), (3, 0.0, 4.0), (2, 1.0, 2.2), (7, 0.0, 60.0), (30, 0.5, 63.0)],
+)
+def test_retry_delay_doubles_up_to_a_minute_with_jitter(
+    failures: int, jitter: float, expected: float
+) -> None:
+    assert retry_delay(1.0, failures, jitter) == pytest.approx(expected)
+
+
+def test_the_first_restart_is_exactly_retry_delay() -> None:
+    assert retry_delay(0.25, 1, 0.99) == 0.25
+
+
+@pytest.mark.parametrize(("deaths", "delay"), [(0, 0), (1, 0), (2, 1), (3, 2), (6, 16), (20, 300)])
+def test_a_crash_loop_backs_off(deaths: int, delay: float) -> None:
+    assert restart_delay(deaths) == delay
+
+
+def test_timers_run_in_deadline_order_and_can_be_cancelled() -> None:
+    now = [100.0]
+    timers = Timers(clock=lambda: now[0])
+    fired: list[str] = []
+    timers.after(2, lambda: fired.append("b"))
+    timers.after(1, lambda: fired.append("a"))
+    cancelled = timers.after(1.5, lambda: fired.append("x"))
+    cancelled.cancel()
+    assert timers.timeout() == 1
+    now[0] = 101.6
+    timers.run_due()
+    assert fired == ["a"]
+    assert timers.timeout() == pytest.approx(0.4)
+    now[0] = 103
+    timers.run_due()
+    assert fired == ["a", "b"] and timers.timeout() is None and not timers.pending()
