@@ -167,6 +167,19 @@ class Server:
         result: dict[str, Any] = wait_for(check, timeout, f"task {name} to be {wanted}")
         return result
 
+    def define(self, workflow: str, *tasks: dict[str, Any], **fields: Any) -> None:
+        """Create ``workflow`` in pr1 with these tasks."""
+        self.call("create", **tree([{"name": workflow, "tasks": list(tasks), **fields}]))
+
+    def script(self, name: str, body: str) -> None:
+        """A bash script in the home's bin/."""
+        path = self.home / "bin" / name
+        path.write_text("#!/usr/bin/env bash\n" + body)
+        path.chmod(0o755)
+
+    def no_process_left(self) -> None:
+        wait_for(lambda: not self.processes(), timeout=10, what="every process of the home to end")
+
     def processes(self) -> list[int]:
         """Live processes that belong to this home: runners and the tasks they recorded."""
         found = set()

@@ -69,18 +69,6 @@ Id = Annotated[int, Field(ge=0, le=2**62)]
 Exec = Literal["parallel", "await"]
 OnFailure = Literal["stop", "continue"]
 
-#: Defaults of the optional task fields, as the contract gives them.
-TASK_DEFAULTS: dict[str, Any] = {
-    "exec": "await",
-    "params": [],
-    "retries": 1,
-    "retry_delay": 1.0,
-    "stop_signal": "SIGTERM",
-    "stop_timeout": 6.0,
-    "env": {},
-    "cwd": "data",
-}
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=False, frozen=True)

@@ -4,27 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
-from typing import Any
 
 import pytest
 
 from spad.client import ServerError
 from tests.conftest import Server, seed, task, tree, wait_for
-
-
-def script(home: Path, name: str, body: str) -> None:
-    path = home / "bin" / name
-    path.write_text("#!/usr/bin/env bash\n" + body)
-    path.chmod(0o755)
-
-
-def define(server: Server, workflow: str, *tasks: dict[str, Any], **fields: Any) -> None:
-    server.call("create", **tree([{"name": workflow, "tasks": list(tasks), **fields}]))
-
-
-def no_process_left(server: Server) -> None:
-    wait_for(lambda: not server.processes(), timeout=10, what="every process of the home to end")
 
 
 def test_the_seed_workflows_run_to_success(server: Server) -> None:
@@ -37,12 +21,11 @@ def test_the_seed_workflows_run_to_success(server: Server) -> None:
         assert {t["status"] for t in state["tasks"]} == {"success0"}
         assert all(t["exit_code"] == 0 and t["attempt"] == 1 for t in state["tasks"])
     assert server.call("logs", workflow="wf2", task="t21") == "hello from wf2\n"
-    no_process_left(server)
+    server.no_process_left()
 
 
 def test_parallel_goes_on_at_once_and_await_waits(server: Server) -> None:
-    define(
-        server,
+    server.define(
         "w",
         task("bg", "simple", "1", exec="parallel"),
         task("a", "simple", "0.3"),
@@ -60,7 +43,7 @@ def test_parallel_goes_on_at_once_and_await_waits(server: Server) -> None:
 
 
 def test_every_task_is_new_at_a_runs_start(server: Server) -> None:
-    define(server, "w", task("a", "simple", "30"), task("b", "simple", "0"))
+    server.define("w", task("a", "simple", "30"), task("b", "simple", "0"))
     server.call("run", workflow="w")
     state = server.wait_status("w", "running")
     wait_for(lambda: server.task("w", "a")["status"] == "running")
@@ -72,7 +55,7 @@ def test_every_task_is_new_at_a_runs_start(server: Server) -> None:
 
 
 def test_run_one_task_or_from_a_task(server: Server) -> None:
-    define(server, "w", task("a", "simple"), task("b", "simple"), task("c", "simple"))
+    server.define("w", task("a", "simple"), task("b", "simple"), task("c", "simple"))
     server.call("run", workflow="w", task="b")
     state = server.wait_status("w", "success0")
     assert [t["status"] for t in state["tasks"]] == ["not run", "success0", "not run"]
@@ -85,7 +68,7 @@ def test_run_one_task_or_from_a_task(server: Server) -> None:
 
 
 def test_running_twice_is_a_conflict(server: Server) -> None:
-    define(server, "w", task("a", "simple", "30"))
+    server.define("w", task("a", "simple", "30"))
     server.call("run", workflow="w")
     with pytest.raises(ServerError) as caught:
         server.call("run", workflow="w")
@@ -95,7 +78,7 @@ def test_running_twice_is_a_conflict(server: Server) -> None:
 
 
 def test_a_missing_function_fails_the_run_before_anything_starts(server: Server) -> None:
-    define(server, "w", task("a", "simple", "30"), task("b", "nope"), task("c", "ghost"))
+    server.define("w", task("a", "simple", "30"), task("b", "nope"), task("c", "ghost"))
     with pytest.raises(ServerError) as caught:
         server.call("run", workflow="w")
     assert "ghost, nope" in caught.value.message and caught.value.data["kind"] == "invalid"
@@ -104,13 +87,12 @@ def test_a_missing_function_fails_the_run_before_anything_starts(server: Server)
 
 
 def test_a_task_gets_its_environment_its_own_group_and_data_as_cwd(server: Server) -> None:
-    script(
-        server.home,
+    server.script(
         "envdump",
         'env | grep -E "^(SPA_|MY_)" | sort\npwd\n'
         'echo "pid=$$ pgid=$(cut -d" " -f5 /proc/$$/stat)"\n',
     )
-    define(server, "w", task("t", "envdump", env={"MY_VAR": "42"}))
+    server.define("w", task("t", "envdump", env={"MY_VAR": "42"}))
     run_id = server.call("run", workflow="w")["run_id"]
     server.wait_status("w", "success0")
     text = server.call("logs", workflow="w", task="t")
@@ -132,8 +114,8 @@ def test_a_task_gets_its_environment_its_own_group_and_data_as_cwd(server: Serve
 
 
 def test_stdout_and_stderr_are_logged_in_order_one_file_per_attempt(server: Server) -> None:
-    script(server.home, "chatty", "for i in 1 2 3; do echo out$i; echo err$i >&2; done\nexit 4\n")
-    define(server, "w", task("t", "chatty", retries=1, retry_delay=0.1))
+    server.script("chatty", "for i in 1 2 3; do echo out$i; echo err$i >&2; done\nexit 4\n")
+    server.define("w", task("t", "chatty", retries=1, retry_delay=0.1))
     server.call("run", workflow="w")
     server.wait_status("w", "error(4)")
     expected = "out1\nerr1\nout2\nerr2\nout3\nerr3\n"
@@ -145,7 +127,7 @@ def test_stdout_and_stderr_are_logged_in_order_one_file_per_attempt(server: Serv
 
 
 def test_a_failing_task_is_restarted_then_ends_in_error(server: Server) -> None:
-    define(server, "w", task("t", "error", "3", retries=1, retry_delay=1))
+    server.define("w", task("t", "error", "3", retries=1, retry_delay=1))
     server.call("run", workflow="w")
     server.wait_task("w", "t", "rerun")
     state = server.wait_status("w", "error(3)")
@@ -157,7 +139,7 @@ def test_a_failing_task_is_restarted_then_ends_in_error(server: Server) -> None:
 
 
 def test_an_outside_signal_is_terminated(server: Server) -> None:
-    define(server, "w", task("t", "simple", "60", retries=0))
+    server.define("w", task("t", "simple", "60", retries=0))
     server.call("run", workflow="w")
     pid = server.wait_task("w", "t", "running")["pid"]
     os.kill(pid, signal.SIGKILL)
@@ -167,7 +149,7 @@ def test_an_outside_signal_is_terminated(server: Server) -> None:
 
 
 def test_retries_without_end(server: Server) -> None:
-    define(server, "w", task("t", "error", "1", retries=-1, retry_delay=0.05))
+    server.define("w", task("t", "error", "1", retries=-1, retry_delay=0.05))
     server.call("run", workflow="w")
     wait_for(lambda: (server.task("w", "t")["attempt"] or 0) >= 4, what="a fourth attempt")
     assert server.status("w")["status"] == "running"
@@ -176,8 +158,7 @@ def test_retries_without_end(server: Server) -> None:
 
 
 def test_on_failure_stop_stops_the_others(server: Server) -> None:
-    define(
-        server,
+    server.define(
         "w",
         task("bg", "simple", "60", exec="parallel", stop_timeout=2),
         task("bad", "error", "5", retries=0),
@@ -186,13 +167,12 @@ def test_on_failure_stop_stops_the_others(server: Server) -> None:
     server.call("run", workflow="w")
     state = server.wait_status("w", "error(5)")
     assert [t["status"] for t in state["tasks"]] == ["stopped", "error(5)", "not run"]
-    no_process_left(server)
+    server.no_process_left()
     assert server.call("list")["projects"][0]["workflows"][0]["status"] == "error(5)"
 
 
 def test_on_failure_continue_goes_on(server: Server) -> None:
-    define(
-        server,
+    server.define(
         "w",
         task("bad", "error", "5", retries=0),
         task("next", "simple"),
@@ -226,4 +206,4 @@ def test_twenty_workflows_with_background_tasks_at_once(server: Server) -> None:
         server.call("stop", workflow=f"w{i}")
     for i in range(20):
         server.wait_status(f"w{i}", "stopped")
-    no_process_left(server)
+    server.no_process_left()

@@ -13,23 +13,14 @@ from spad.client import ServerError
 from tests.conftest import Server, task, tree, wait_for
 
 
-def define(server: Server, workflow: str, *tasks: dict[str, object]) -> None:
-    server.call("create", **tree([{"name": workflow, "tasks": list(tasks)}]))
-
-
 def runner_pid(server: Server, workflow: str) -> int:
     run_id = server.status(workflow)["run_id"]
     row = server.db().execute("SELECT runner_pid FROM runs WHERE id = ?", (run_id,)).fetchone()
     return int(row[0])
 
 
-def no_process_left(server: Server) -> None:
-    wait_for(lambda: not server.processes(), timeout=10, what="every process of the home to end")
-
-
 def test_stop_is_graceful_then_escalates(server: Server) -> None:
-    define(
-        server,
+    server.define(
         "w",
         task("soft", "simple", "60", exec="parallel", stop_timeout=5),
         task("hard", "stubborn", "60", stop_timeout=1),
@@ -46,11 +37,11 @@ def test_stop_is_graceful_then_escalates(server: Server) -> None:
     elapsed = time.monotonic() - started
     assert [t["status"] for t in state["tasks"]] == ["stopped", "killed"]
     assert 0.9 < elapsed < 6, f"SIGKILL came {elapsed:.2f}s after the stop (stop_timeout 1s)"
-    no_process_left(server)
+    server.no_process_left()
 
 
 def test_force_stop_kills_at_once(server: Server) -> None:
-    define(server, "w", task("hard", "stubborn", "60", stop_timeout=60))
+    server.define("w", task("hard", "stubborn", "60", stop_timeout=60))
     server.call("run", workflow="w")
     server.wait_task("w", "hard", "running")
     started = time.monotonic()
@@ -58,11 +49,11 @@ def test_force_stop_kills_at_once(server: Server) -> None:
     state = server.wait_status("w", "stopped")
     assert time.monotonic() - started < 5
     assert state["tasks"][0]["status"] == "killed"
-    no_process_left(server)
+    server.no_process_left()
 
 
 def test_stop_without_project_finds_the_workflow_or_asks(server: Server) -> None:
-    define(server, "w", task("a", "simple", "60"))
+    server.define("w", task("a", "simple", "60"))
     server.call(
         "create", **tree([{"name": "w", "tasks": [task("a", "simple", "60")]}], project="other")
     )
@@ -79,7 +70,7 @@ def test_stop_without_project_finds_the_workflow_or_asks(server: Server) -> None
 
 
 def test_a_waiting_task_is_left_alone_until_it_runs_again(server: Server) -> None:
-    define(server, "w", task("t", "wait", "2", stop_timeout=5))
+    server.define("w", task("t", "wait", "2", stop_timeout=5))
     server.call("run", workflow="w")
     server.wait_task("w", "t", "waiting")
     server.call("stop", workflow="w")
@@ -92,7 +83,7 @@ def test_a_waiting_task_is_left_alone_until_it_runs_again(server: Server) -> Non
 
 
 def test_a_forced_stop_does_not_wait_for_a_waiting_task(server: Server) -> None:
-    define(server, "w", task("t", "wait", "60"))
+    server.define("w", task("t", "wait", "60"))
     server.call("run", workflow="w")
     server.wait_task("w", "t", "waiting")
     server.call("stop", workflow="w", force=True)
@@ -101,7 +92,7 @@ def test_a_forced_stop_does_not_wait_for_a_waiting_task(server: Server) -> None:
 
 def test_immortal_is_watched_until_it_dies(make_server) -> None:
     server = make_server(SPAD_TEST_NO_KILL="1").start()
-    define(server, "w", task("t", "stubborn", "60", stop_timeout=0.2))
+    server.define("w", task("t", "stubborn", "60", stop_timeout=0.2))
     server.call("run", workflow="w")
     pid = server.wait_task("w", "t", "running")["pid"]
     server.call("stop", workflow="w")
@@ -113,7 +104,7 @@ def test_immortal_is_watched_until_it_dies(make_server) -> None:
 
 
 def test_sigterm_to_the_runner_is_a_hard_stop_and_the_run_comes_back(server: Server) -> None:
-    define(server, "w", task("a", "simple", "60", exec="parallel"), task("b", "stubborn", "60"))
+    server.define("w", task("a", "simple", "60", exec="parallel"), task("b", "stubborn", "60"))
     first = server.call("run", workflow="w")["run_id"]
     wait_for(lambda: all(t["status"] == "running" for t in server.status("w")["tasks"]))
     pids = [t["pid"] for t in server.status("w")["tasks"]]
@@ -133,14 +124,12 @@ def test_sigterm_to_the_runner_is_a_hard_stop_and_the_run_comes_back(server: Ser
     assert state["status"] == "running"
     server.call("stop", workflow="w", force=True)
     server.wait_status("w", "stopped")
-    no_process_left(server)
+    server.no_process_left()
 
 
 def test_no_task_outlives_a_runner_killed_with_sigkill(server: Server) -> None:
-    script = server.home / "bin" / "family"
-    script.write_text("#!/usr/bin/env bash\nsleep 60 &\nsleep 60\n")
-    script.chmod(0o755)
-    define(server, "w", task("t", "family"))
+    server.script("family", "sleep 60 &\nsleep 60\n")
+    server.define("w", task("t", "family"))
     first = server.call("run", workflow="w")["run_id"]
     pid = server.wait_task("w", "t", "running")["pid"]
     wait_for(lambda: len(procs.group_members(pid)) == 3, what="the task and its two children")
@@ -157,16 +146,12 @@ def test_no_task_outlives_a_runner_killed_with_sigkill(server: Server) -> None:
     assert state["status"] == "running"
     server.call("stop", workflow="w", force=True)
     server.wait_status("w", "stopped")
-    no_process_left(server)
+    server.no_process_left()
 
 
 def test_a_descendant_that_left_the_group_is_killed_too(server: Server) -> None:
-    script = server.home / "bin" / "escaper"
-    script.write_text(
-        "#!/usr/bin/env bash\ntrap '' TERM\nsetsid sleep 60 &\necho $! > escaped.pid\nsleep 60\n"
-    )
-    script.chmod(0o755)
-    define(server, "w", task("t", "escaper", stop_timeout=0.5))
+    server.script("escaper", "trap '' TERM\nsetsid sleep 60 &\necho $! > escaped.pid\nsleep 60\n")
+    server.define("w", task("t", "escaper", stop_timeout=0.5))
     server.call("run", workflow="w")
     pid_file = server.home / "data" / "escaped.pid"
     escaped = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip()))
@@ -174,4 +159,4 @@ def test_a_descendant_that_left_the_group_is_killed_too(server: Server) -> None:
     server.call("stop", workflow="w")
     server.wait_status("w", "stopped")
     wait_for(lambda: procs.identity(escaped) is None, timeout=10, what="the escaped child to die")
-    no_process_left(server)
+    server.no_process_left()
