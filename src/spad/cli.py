@@ -10,36 +10,17 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-from spad.client import Client, ServerError, Unreachable
+from spad.cli_context import EXIT_REFUSED, EXIT_USAGE, Context, fail, pass_ctx, show
+from spad.client import Client
+from spad.filecmd import file
 
-EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 FOLLOW_INTERVAL = 0.2
 
 
-class Context:
-    def __init__(self, url: str | None, token: str | None, as_json: bool) -> None:
-        self.client = Client(url, token)
-        self.as_json = as_json
-
-    def call(self, method: str, **params: Any) -> Any:
-        try:
-            return self.client.call(method, **params)
-        except ServerError as exc:
-            fail(exc.message, EXIT_REFUSED)
-        except Unreachable as exc:
-            fail(str(exc), EXIT_UNREACHABLE)
-
-
-def fail(message: str, code: int) -> NoReturn:
-    click.echo(f"spa_ctl: {message}", err=True)
-    sys.exit(code)
-
-
-pass_ctx = click.make_pass_decorator(Context)
 project_option = click.option(
     "-p", "--project", envvar="SPA_PROJECT", help="project (default: the current one)"
 )
@@ -49,11 +30,18 @@ workflow_option = click.option("-w", "--workflow", required=True, help="workflow
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--url", envvar="SPA_URL", help="server URL (default http://127.0.0.1:7070)")
 @click.option("--token", envvar="SPA_TOKEN", help="API token (default: $SPA_HOME/token)")
+@click.option("--cacert", envvar="SPA_CACERT", help="CA file to trust for an https:// URL")
 @click.option("--json", "as_json", is_flag=True, help="print the raw JSON result")
 @click.pass_context
-def cli(click_ctx: click.Context, url: str | None, token: str | None, as_json: bool) -> None:
+def cli(
+    click_ctx: click.Context,
+    url: str | None,
+    token: str | None,
+    cacert: str | None,
+    as_json: bool,
+) -> None:
     """Drive a spad server: define, run, stop and watch workflows."""
-    click_ctx.obj = Context(url, token, as_json)
+    click_ctx.obj = Context(Client(url, token, cacert=cacert), as_json)
 
 
 def _tree(json_text: str | None, file: str | None) -> Any:
@@ -66,13 +54,6 @@ def _tree(json_text: str | None, file: str | None) -> Any:
         raise click.UsageError(f"cannot read {file}: {exc.strerror}") from None
     except ValueError as exc:
         raise click.UsageError(f"the definition tree is not valid JSON: {exc}") from None
-
-
-def _show(ctx: Context, result: Any, text: str | None = None) -> None:
-    if ctx.as_json or text is None:
-        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
-    else:
-        click.echo(text)
 
 
 def _summary(verb: str, result: dict[str, Any]) -> str:
@@ -108,7 +89,7 @@ def with_tree(function: Any) -> Any:
 def select_project(ctx: Context, project: str) -> None:
     """Make PROJECT the current project."""
     result = ctx.call("select_project", project=project)
-    _show(ctx, result, f"current project: {result['project']}")
+    show(ctx, result, f"current project: {result['project']}")
 
 
 @cli.command()
@@ -117,7 +98,7 @@ def select_project(ctx: Context, project: str) -> None:
 def create(ctx: Context, json_text: str | None, file: str | None) -> None:
     """Add projects, workflows and tasks (merging into what exists)."""
     result = ctx.call("create", **_tree(json_text, file))
-    _show(ctx, result, _summary("created", result))
+    show(ctx, result, _summary("created", result))
 
 
 @cli.command()
@@ -126,7 +107,7 @@ def create(ctx: Context, json_text: str | None, file: str | None) -> None:
 def update(ctx: Context, json_text: str | None, file: str | None) -> None:
     """Replace the workflows and tasks given (dump's output can be edited and fed back)."""
     result = ctx.call("update", **_tree(json_text, file))
-    _show(ctx, result, _summary("replaced", result))
+    show(ctx, result, _summary("replaced", result))
 
 
 @cli.command()
@@ -150,7 +131,7 @@ def delete(
         result = ctx.call("delete", project=project, workflow=workflow, task=task)
     else:
         result = ctx.call("delete", **_tree(json_text, file))
-    _show(ctx, result, _summary("deleted", result))
+    show(ctx, result, _summary("deleted", result))
 
 
 @cli.command()
@@ -169,7 +150,7 @@ def run(
     if from_task:
         params["from"] = from_task
     result = ctx.call("run", **params)
-    _show(ctx, result, f"started {workflow}: run {result['run_id']}")
+    show(ctx, result, f"started {workflow}: run {result['run_id']}")
 
 
 @cli.command()
@@ -203,7 +184,7 @@ def stop(
             if time.monotonic() > deadline:
                 fail(f"{workflow} is still {state['status']} after {timeout:g} s", EXIT_REFUSED)
             time.sleep(FOLLOW_INTERVAL)
-    _show(ctx, result, f"{workflow}: {result['status']}")
+    show(ctx, result, f"{workflow}: {result['status']}")
 
 
 @cli.command()
@@ -215,7 +196,7 @@ def status(ctx: Context, project: str | None, workflow: str, task: str | None) -
     """A workflow's status and one row per task."""
     result = ctx.call("status", project=project, workflow=workflow, task=task)
     if ctx.as_json:
-        _show(ctx, result)
+        show(ctx, result)
         return
     from spad.tables import status_table
 
@@ -229,7 +210,7 @@ def status(ctx: Context, project: str | None, workflow: str, task: str | None) -
 @pass_ctx
 def dump(ctx: Context, project: str | None, workflow: str | None, task: str | None) -> None:
     """The definition tree as JSON, every field filled in (feed it back with update -f)."""
-    _show(ctx, ctx.call("dump", project=project, workflow=workflow, task=task))
+    show(ctx, ctx.call("dump", project=project, workflow=workflow, task=task))
 
 
 @cli.command(name="set_status")
@@ -253,7 +234,7 @@ def set_status(
     result = ctx.call(
         "set_status", project=project, workflow=workflow, task=task, status=new_status
     )
-    _show(ctx, result, f"{task}: {result['status']}")
+    show(ctx, result, f"{task}: {result['status']}")
 
 
 @cli.command(name="list")
@@ -263,7 +244,7 @@ def list_(ctx: Context, project: str | None) -> None:
     """Projects, their workflows and each workflow's status."""
     result = ctx.call("list", project=project)
     if ctx.as_json:
-        _show(ctx, result)
+        show(ctx, result)
         return
     from spad.tables import list_table
 
@@ -313,6 +294,32 @@ def logs(
                 return
             time.sleep(FOLLOW_INTERVAL)
         offset = chunk["offset"]
+
+
+@cli.command(name="audit")
+@click.option(
+    "-n",
+    "--lines",
+    type=click.IntRange(1, 10_000),
+    default=50,
+    show_default=True,
+    help="how many of the latest entries",
+)
+@pass_ctx
+def audit_(ctx: Context, lines: int) -> None:
+    """The audit trail: every call that changed something, who made it, how it ended."""
+    result = ctx.call("audit", limit=lines)
+    if ctx.as_json:
+        show(ctx, result)
+        return
+    for entry in result["entries"]:
+        click.echo(
+            f"{entry['at']}  {entry['client']:<15} {entry['method']:<14} "
+            f"{entry['outcome']}  {entry['detail'] or ''}".rstrip()
+        )
+
+
+cli.add_command(file)
 
 
 def main() -> None:

@@ -3,15 +3,22 @@ little to start it."""
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import itertools
 import json
 import os
+import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 DEFAULT_URL = "http://127.0.0.1:7070"
+CHUNK = 1024 * 1024
+Progress = Callable[[int], None]
 
 
 class ServerError(Exception):
@@ -42,11 +49,19 @@ def find_token(explicit: str | None) -> str | None:
 
 
 class Client:
-    def __init__(self, url: str | None = None, token: str | None = None, timeout: float = 60):
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float = 60,
+        cacert: str | None = None,
+    ):
         self.url = (url or os.environ.get("SPA_URL") or DEFAULT_URL).rstrip("/")
         self.token = find_token(token)
         self.timeout = timeout
         self._ids = itertools.count(1)
+        cafile = cacert or os.environ.get("SPA_CACERT")
+        self._tls = ssl.create_default_context(cafile=cafile) if cafile else None
 
     def call(self, method: str, **params: Any) -> Any:
         body = {
@@ -67,7 +82,9 @@ class Client:
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with urllib.request.urlopen(
+                request, timeout=self.timeout, context=self._tls
+            ) as response:
                 payload = response.read()
         except urllib.error.HTTPError as exc:
             payload = exc.read()
@@ -90,3 +107,110 @@ class Client:
             ) from None
         result: dict[str, Any] = json.loads(payload)
         return result
+
+    # -- files -----------------------------------------------------------------------------
+
+    def put_file(
+        self, local: Path, remote: str, executable: bool = False, progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """Stream ``local`` to ``/files/<remote>`` with its sha256 (read once to hash it)."""
+        size = local.stat().st_size
+        digest = hashlib.sha256()
+        with local.open("rb") as source:
+            while chunk := source.read(CHUNK):
+                digest.update(chunk)
+        headers = {
+            "Content-Length": str(size),
+            "X-Content-SHA256": digest.hexdigest(),
+            "Content-Type": "application/octet-stream",
+        }
+        if executable:
+            headers["X-Executable"] = "1"
+        with local.open("rb") as source:
+            status, body = self._stream("PUT", remote, headers, source, progress)
+        return self._file_reply(status, body)
+
+    def get_file(self, remote: str, target: IO[bytes], progress: Progress | None = None) -> str:
+        """Stream ``/files/<remote>`` into ``target``; raise ServerError when its sha256 does
+        not match what the server sent. Returns the sha256."""
+        connection = self._connection()
+        try:
+            connection.request("GET", self._file_path(remote), headers=self._auth())
+            response = connection.getresponse()
+            if response.status != 200:
+                self._file_reply(response.status, response.read())
+            expected = response.headers.get("X-Content-SHA256", "")
+            digest = hashlib.sha256()
+            while chunk := response.read(CHUNK):
+                digest.update(chunk)
+                target.write(chunk)
+                if progress:
+                    progress(len(chunk))
+        except OSError as exc:
+            raise Unreachable(f"no spad server at {self.url} ({exc})") from None
+        finally:
+            connection.close()
+        if digest.hexdigest() != expected:
+            raise ServerError(-32000, f"{remote} arrived damaged (sha256 differs): copy it again")
+        return expected
+
+    def _stream(
+        self,
+        method: str,
+        remote: str,
+        headers: dict[str, str],
+        source: IO[bytes],
+        progress: Progress | None,
+    ) -> tuple[int, bytes]:
+        connection = self._connection()
+        try:
+            connection.putrequest(method, self._file_path(remote))
+            for key, value in {**headers, **self._auth()}.items():
+                connection.putheader(key, value)
+            connection.endheaders()
+            try:
+                while chunk := source.read(CHUNK):
+                    connection.send(chunk)
+                    if progress:
+                        progress(len(chunk))
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server refused early (too large...): its reply says why
+            response = connection.getresponse()
+            return response.status, response.read()
+        except OSError as exc:
+            raise Unreachable(f"no spad server at {self.url} ({exc})") from None
+        finally:
+            connection.close()
+
+    def _connection(self) -> http.client.HTTPConnection:
+        parts = urllib.parse.urlsplit(self.url)
+        if parts.scheme == "https":
+            return http.client.HTTPSConnection(
+                parts.hostname or "127.0.0.1",
+                parts.port or 443,
+                timeout=self.timeout,
+                context=self._tls or ssl.create_default_context(),
+            )
+        return http.client.HTTPConnection(
+            parts.hostname or "127.0.0.1", parts.port or 80, timeout=self.timeout
+        )
+
+    def _file_path(self, remote: str) -> str:
+        prefix = urllib.parse.urlsplit(self.url).path.rstrip("/")
+        return f"{prefix}/files/{urllib.parse.quote(remote.lstrip('/'))}"
+
+    def _auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    @staticmethod
+    def _file_reply(status: int, body: bytes) -> dict[str, Any]:
+        try:
+            reply: dict[str, Any] = json.loads(body)
+        except ValueError:
+            raise ServerError(-32000, f"HTTP {status} from the server") from None
+        if status != 200:
+            error = reply.get("error", {})
+            raise ServerError(
+                error.get("code", -32000), error.get("message", f"HTTP {status}"), error.get("data")
+            )
+        return reply

@@ -1,6 +1,7 @@
-"""The HTTP side: ``POST /rpc`` and ``POST /`` carry JSON-RPC 2.0; token, size and origin checks.
+"""The HTTP side: ``POST /rpc`` and ``POST /`` carry JSON-RPC 2.0; ``PUT`` and ``GET
+/files/<area>/<path>`` stream files. Token and origin are checked on every route.
 
-Every refusal has a JSON-RPC error body, so ``curl`` users see why.
+Every refusal has a JSON error body in JSON-RPC's shape, so ``curl`` users see why.
 """
 
 from __future__ import annotations
@@ -8,17 +9,20 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from spad.home import Home
-from spad.server import rpc
+from spad.server import files, rpc
 from spad.server.methods import METHODS, Service
+from spad.server.replies import MAX_FILE, SERVICE, refusal
+from spad.store import audit
 
 log = logging.getLogger("spad.http")
 
 MAX_BODY = 16 * 1024 * 1024
-SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class TokenCheck:
@@ -48,15 +52,6 @@ class TokenCheck:
 TOKEN: web.AppKey[TokenCheck] = web.AppKey("token", TokenCheck)
 
 
-def _refusal(status: int, code: int, message: str, kind: str) -> web.Response:
-    body = {
-        "jsonrpc": "2.0",
-        "error": {"code": code, "message": message, "data": {"kind": kind}},
-        "id": None,
-    }
-    return web.json_response(body, status=status)
-
-
 def _foreign_origin(request: web.Request) -> bool:
     """A browser page from elsewhere sends its own Origin; only ours may drive the server."""
     origin = request.headers.get("Origin")
@@ -65,9 +60,11 @@ def _foreign_origin(request: web.Request) -> bool:
     return origin.rstrip("/") != f"{request.scheme}://{request.host}"
 
 
-async def handle_rpc(request: web.Request) -> web.StreamResponse:
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Token first (nothing is said to a stranger), then the origin."""
     if not request.app[TOKEN].accepts(request.headers.get("Authorization", "")):
-        return _refusal(
+        return refusal(
             401,
             -32000,
             "unauthorized: send 'Authorization: Bearer <token>' with "
@@ -75,26 +72,40 @@ async def handle_rpc(request: web.Request) -> web.StreamResponse:
             "forbidden",
         )
     if _foreign_origin(request):
-        return _refusal(
+        return refusal(
             403,
             -32000,
             "refused: requests from a web page of another origin cannot drive spad",
             "forbidden",
         )
+    return await handler(request)
+
+
+def client_of(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+async def handle_rpc(request: web.Request) -> web.StreamResponse:
     if (request.content_length or 0) > MAX_BODY:
         return _too_large()
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         return _too_large()
-    reply = rpc.handle(body, METHODS, request.app[SERVICE])
+    service = request.app[SERVICE]
+    client = client_of(request)
+
+    def record(method: str, outcome: str, detail: str) -> None:
+        audit.record(service.conn, method, client, outcome, detail)
+
+    reply = rpc.handle(body, METHODS, service, record)
     if reply is None:
         return web.Response(status=204)
     return web.Response(body=reply, content_type="application/json")
 
 
 def _too_large() -> web.Response:
-    return _refusal(
+    return refusal(
         413,
         rpc.INVALID_REQUEST,
         f"request body over {MAX_BODY // (1024 * 1024)} MiB: send less",
@@ -102,10 +113,13 @@ def _too_large() -> web.Response:
     )
 
 
-def make_app(service: Service) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY)
+def make_app(service: Service, max_file_size: int = files.DEFAULT_MAX_FILE) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[guard])
     app[SERVICE] = service
     app[TOKEN] = TokenCheck(service.home)
+    app[MAX_FILE] = max_file_size
     app.router.add_post("/rpc", handle_rpc)
     app.router.add_post("/", handle_rpc)
+    app.router.add_put("/files/{path:.*}", files.put)
+    app.router.add_get("/files/{path:.*}", files.get)
     return app

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from spad import catalog, logfiles, states
+from spad import areas, catalog, logfiles, states
 from spad.errors import Conflict, Invalid, NotFound
 from spad.home import Home
 from spad.model import Name, parse_ref, parse_spec, validate
 from spad.server.rpc import Method
+from spad.store import audit, runs
 from spad.store import definitions as defs
-from spad.store import runs
 from spad.store.sqlite import transaction
 
 if TYPE_CHECKING:
@@ -288,17 +288,45 @@ def _running(svc: Service, project: str | None, workflow: str) -> sqlite3.Row:
     return candidates[0]
 
 
+class FileParams(_Params):
+    path: str = Field(default="", max_length=4096)
+
+
+class AuditParams(_Params):
+    limit: int = Field(default=50, ge=1, le=10_000)
+
+
+def file_list(svc: Service, p: FileParams) -> dict[str, Any]:
+    return {"entries": areas.listing(svc.home, p.path)}
+
+
+def file_delete(svc: Service, p: FileParams) -> dict[str, Any]:
+    place = areas.for_writing(svc.home, p.path)
+    if not place.path.exists() and not place.path.is_symlink():
+        raise NotFound(f"{place.remote} does not exist")
+    place.path.unlink()
+    return {"path": place.remote, "deleted": True}
+
+
+def audit_(svc: Service, p: AuditParams) -> dict[str, Any]:
+    rows = audit.latest(svc.conn, p.limit)
+    return {"entries": [dict(row) for row in rows]}
+
+
 #: The allow-list: only these names can be called.
 METHODS: dict[str, Method] = {
-    "select_project": Method(select_project, SelectParams),
-    "create": Method(create),
-    "delete": Method(delete),
-    "update": Method(update),
-    "run": Method(run, RunParams),
-    "stop": Method(stop, StopParams),
+    "select_project": Method(select_project, SelectParams, mutating=True),
+    "create": Method(create, mutating=True),
+    "delete": Method(delete, mutating=True),
+    "update": Method(update, mutating=True),
+    "run": Method(run, RunParams, mutating=True),
+    "stop": Method(stop, StopParams, mutating=True),
     "status": Method(status, TaskParams),
     "dump": Method(dump, DumpParams),
-    "set_status": Method(set_status, SetStatusParams),
+    "set_status": Method(set_status, SetStatusParams, mutating=True),
     "list": Method(list_, ProjectParams),
     "logs": Method(logs, LogsParams),
+    "file_list": Method(file_list, FileParams),
+    "file_delete": Method(file_delete, FileParams, mutating=True),
+    "audit": Method(audit_, AuditParams),
 }

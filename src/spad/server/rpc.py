@@ -35,12 +35,20 @@ class Method:
 
     function: Callable[..., Any]
     params: type[BaseModel] | None = None
+    #: Changes state: recorded in the audit trail.
+    mutating: bool = False
+
+
+#: Records a mutating call: method, outcome, detail.
+Audit = Callable[[str, str, str], None]
 
 
 _MISSING = object()
 
 
-def handle(body: bytes, methods: Mapping[str, Method], context: Any) -> bytes | None:
+def handle(
+    body: bytes, methods: Mapping[str, Method], context: Any, audit: Audit | None = None
+) -> bytes | None:
     try:
         message = json.loads(body)
     except (ValueError, RecursionError):
@@ -54,13 +62,15 @@ def handle(body: bytes, methods: Mapping[str, Method], context: Any) -> bytes | 
             return _encode(
                 _error(None, INVALID_REQUEST, f"a batch holds at most {MAX_BATCH} requests")
             )
-        replies = [r for r in (_one(m, methods, context) for m in message) if r is not None]
+        replies = [r for m in message if (r := _one(m, methods, context, audit)) is not None]
         return _encode(replies) if replies else None
-    reply = _one(message, methods, context)
+    reply = _one(message, methods, context, audit)
     return _encode(reply) if reply is not None else None
 
 
-def _one(message: Any, methods: Mapping[str, Method], context: Any) -> dict[str, Any] | None:
+def _one(
+    message: Any, methods: Mapping[str, Method], context: Any, audit: Audit | None
+) -> dict[str, Any] | None:
     if not isinstance(message, dict):
         return _error(None, INVALID_REQUEST, "invalid request: expected a JSON object")
     request_id = message.get("id", _MISSING)
@@ -69,6 +79,10 @@ def _one(message: Any, methods: Mapping[str, Method], context: Any) -> dict[str,
     if problem:
         return _error(reply_id, INVALID_REQUEST, f"invalid request: {problem}")
     result = _call(message["method"], message.get("params", {}), methods, context)
+    method = methods.get(message["method"])
+    if audit is not None and method is not None and method.mutating:
+        outcome = f"error {result.code}: {result.message}" if isinstance(result, _Failure) else "ok"
+        audit(message["method"], outcome, _summary(message.get("params")))
     if request_id is _MISSING:
         return None  # a notification: no reply, even for an error
     if isinstance(result, _Failure):
@@ -115,6 +129,14 @@ def _call(name: str, params: Any, methods: Mapping[str, Method], context: Any) -
     except Exception:
         log.exception("method %s failed", name)
         return _Failure(INTERNAL_ERROR, "internal error: the server log has the details")
+
+
+def _summary(params: Any) -> str:
+    """A short, readable trace of what was asked (the audit trail is not a copy of it)."""
+    try:
+        return json.dumps(params, ensure_ascii=False)[:300]
+    except (TypeError, ValueError):
+        return ""
 
 
 def _valid_id(value: Any) -> bool:

@@ -91,6 +91,17 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (run_id, name)
     );
     """,
+    # 2: every mutating call, for `spa_ctl audit`.
+    """
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        method TEXT NOT NULL,
+        client TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT
+    );
+    """,
 )
 
 
