@@ -85,7 +85,7 @@ class Server:
         assert self.process is not None and self.stderr_path is not None
         if self.process.poll() is not None:
             raise AssertionError(f"spad exited: {self.stderr_path.read_text()}")
-        match = re.search(r"serving (http://\S+)", self.stderr_path.read_text())
+        match = re.search(r"serving (https?://\S+)", self.stderr_path.read_text())
         return match.group(1) if match else None
 
     @property

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import secrets
 import signal
 import socket
@@ -137,6 +138,9 @@ async def serve(home: homes.Home, options: Options) -> None:
         url_host = f"[{url_host}]"
     scheme = "https" if context else "http"
     supervisor.url = url = f"{scheme}://{url_host}:{bound_port}"
+    if context and options.tls_cert:
+        # Tasks call back with spa_ctl: let them trust our certificate (self-signed or not).
+        supervisor.task_env["SPA_CACERT"] = os.path.abspath(options.tls_cert)
     supervisor.recover()
     log.info("spad serving %s with home %s", url, home.root)
     done = asyncio.Event()

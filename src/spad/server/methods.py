@@ -31,6 +31,10 @@ class Service:
     supervisor: Supervisor
 
 
+#: SQLite integers are 64-bit: anything larger is refused at the door.
+MAX_INT = 2**62
+
+
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -73,10 +77,10 @@ class SetStatusParams(WorkflowParams):
 
 class LogsParams(WorkflowParams):
     task: Name
-    run_id: int | None = Field(default=None, ge=1)
-    attempt: int | None = Field(default=None, ge=1)
+    run_id: int | None = Field(default=None, ge=1, le=MAX_INT)
+    attempt: int | None = Field(default=None, ge=1, le=MAX_INT)
     tail: int | None = Field(default=None, ge=0, le=1_000_000)
-    offset: int | None = Field(default=None, ge=0)
+    offset: int | None = Field(default=None, ge=0, le=MAX_INT)
 
 
 def select_project(svc: Service, p: SelectParams) -> dict[str, Any]:

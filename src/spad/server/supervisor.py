@@ -53,6 +53,8 @@ class Supervisor:
         self.home = home
         self.conn = conn
         self.url = url
+        #: Added to every runner's (and so every task's) environment, e.g. SPA_CACERT.
+        self.task_env: dict[str, str] = {}
         self._children: dict[int, subprocess.Popen[bytes]] = {}
         self._watched: dict[int, int] = {}  # pidfd -> pid
         self._restarts: dict[int, _Restarts] = {}
@@ -120,7 +122,7 @@ class Supervisor:
     # -- runners -----------------------------------------------------------------------------
 
     def _spawn(self, run_id: int) -> None:
-        env = dict(os.environ, SPA_URL=self.url, SPA_HOME=str(self.home.root))
+        env = dict(os.environ, SPA_URL=self.url, SPA_HOME=str(self.home.root), **self.task_env)
         with (self.home.logs / "runners.log").open("ab") as out:
             child = subprocess.Popen(
                 [sys.executable, "-m", "spad.runner", str(self.home.root), str(run_id)],
