@@ -130,8 +130,10 @@ class Client:
             status, body = self._stream("PUT", remote, headers, source, progress)
         return self._file_reply(status, body)
 
-    def get_file(self, remote: str, target: IO[bytes], progress: Progress | None = None) -> str:
-        """Stream ``/files/<remote>`` into ``target``; raise ServerError when its sha256 does
+    def get_file(
+        self, remote: str, write: Callable[[bytes], object], progress: Progress | None = None
+    ) -> str:
+        """Stream ``/files/<remote>`` through ``write``; raise ServerError when its sha256 does
         not match what the server sent. Returns the sha256."""
         connection = self._connection()
         try:
@@ -143,7 +145,7 @@ class Client:
             digest = hashlib.sha256()
             while chunk := response.read(CHUNK):
                 digest.update(chunk)
-                target.write(chunk)
+                write(chunk)
                 if progress:
                     progress(len(chunk))
         except OSError as exc:
@@ -197,7 +199,7 @@ class Client:
 
     def _file_path(self, remote: str) -> str:
         prefix = urllib.parse.urlsplit(self.url).path.rstrip("/")
-        return f"{prefix}/files/{urllib.parse.quote(remote.lstrip('/'))}"
+        return f"{prefix}/files/{urllib.parse.quote(remote)}"
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}

@@ -57,7 +57,7 @@ def put(ctx: Context, local: Path, remote: str, executable: bool) -> None:
 def get(ctx: Context, remote: str, local: str | None) -> None:
     """Copy REMOTE to LOCAL (default: its name here; - for standard output)."""
     if local == "-":
-        ctx.guarded(ctx.client.get_file, remote, sys.stdout.buffer)
+        ctx.guarded(ctx.client.get_file, remote, sys.stdout.buffer.write)
         return
     target = Path(local or Path(remote).name)
     if target.is_dir():
@@ -65,7 +65,7 @@ def get(ctx: Context, remote: str, local: str | None) -> None:
     fd, temporary = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
     try:
         with os.fdopen(fd, "wb") as sink, progress_bar(f"get {target.name}", None) as progress:
-            digest = ctx.guarded(ctx.client.get_file, remote, sink, progress)
+            digest = ctx.guarded(ctx.client.get_file, remote, sink.write, progress)
         os.replace(temporary, target)
     finally:
         with contextlib.suppress(FileNotFoundError):

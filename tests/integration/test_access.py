@@ -88,13 +88,12 @@ def test_listening_beyond_loopback_needs_a_flag(tmp_path: Path, address: str) ->
     assert result.stderr.count("\n") == 1
 
 
-def test_allow_remote_warns(make_server: Callable[..., Server]) -> None:
-    server = Server(make_server().home)
-    server.process = subprocess.Popen(
+def test_allow_remote_warns(tmp_path: Path) -> None:
+    with subprocess.Popen(
         [
             str(VENV_BIN / "spad"),
             "--home",
-            str(server.home),
+            str(tmp_path / "h"),
             "--listen",
             "0.0.0.0:0",
             "--allow-remote",
@@ -103,16 +102,13 @@ def test_allow_remote_warns(make_server: Callable[..., Server]) -> None:
         stderr=subprocess.STDOUT,
         text=True,
         env=clean_env(),
-    )
-    try:
-        assert server.process.stdout is not None
-        first = server.process.stdout.readline()
-        assert "warning" in first and "token" in first and "TLS" in first
-    finally:
-        server.process.kill()
-        server.process.wait()
-        if server.process.stdout is not None:
-            server.process.stdout.close()
+    ) as process:
+        try:
+            assert process.stdout is not None
+            first = process.stdout.readline()
+            assert "warning" in first and "token" in first and "TLS" in first
+        finally:
+            process.kill()
 
 
 def test_every_mutating_call_is_audited(server: Server) -> None:
