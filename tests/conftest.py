@@ -253,3 +253,18 @@ def tree(workflows: list[dict[str, Any]], project: str = "pr1") -> dict[str, Any
 
 def task(name: str, function: str = "simple", *params: str, **fields: Any) -> dict[str, Any]:
     return {"name": name, "function": function, "params": list(params), **fields}
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Any]:
+    """A private PostgreSQL cluster (scripts/test installs the server when missing)."""
+    from tests import postgres as pg
+
+    cluster = pg.make()
+    if cluster is None:
+        if os.environ.get("CI"):
+            raise AssertionError("PostgreSQL is not installed: scripts/postgres-install")
+        pytest.skip("PostgreSQL is not installed: run scripts/postgres-install")
+    cluster.start()
+    yield cluster
+    cluster.destroy()

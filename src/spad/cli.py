@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from spad.alarmcmd import alarm, alarms, signal
 from spad.cli_context import EXIT_REFUSED, EXIT_USAGE, Context, fail, pass_ctx, show
 from spad.client import Client
 from spad.filecmd import file
@@ -319,7 +320,8 @@ def audit_(ctx: Context, lines: int) -> None:
         )
 
 
-cli.add_command(file)
+for command in (file, signal, alarms, alarm):
+    cli.add_command(command)
 
 
 def main() -> None:

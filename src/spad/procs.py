@@ -7,8 +7,11 @@ recycled pid is never adopted or killed by mistake.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
+
+from spad import faults
 
 _PROC = "/proc"
 
@@ -120,3 +123,16 @@ def descendants(pid: int) -> list[int]:
         found.append(child)
         stack.extend(children(child))
     return found
+
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent(parent: int) -> None:
+    """In a child, before exec: SIGKILL when ``parent`` dies, even by SIGKILL."""
+    if faults.NO_KILL:
+        return
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died between fork and prctl
+        os._exit(1)

@@ -62,3 +62,15 @@ def list_table(result: dict[str, Any]) -> None:
             table.add_row(name, wf["name"], wf["status"], _cell(wf["run_id"]))
     console.print(table, highlight=False)
     console.print("* current project", style="dim", highlight=False)
+
+
+def alarms_table(result: dict[str, Any]) -> None:
+    console = _console()
+    columns = ("id", "state", "severity", "project", "source", "kind", "count")
+    table = _table(*columns, "first_seen", "last_seen", "message")
+    for alarm in result["alarms"]:
+        cells = [_cell(alarm[c]) for c in columns]
+        table.add_row(
+            *cells, _time(alarm["first_seen"]), _time(alarm["last_seen"]), alarm["message"]
+        )
+    console.print(table, highlight=False)

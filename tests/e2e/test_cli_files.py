@@ -11,11 +11,16 @@ from tests.e2e.test_cli import ok, refused, spa_ctl
 
 def test_a_binary_copied_in_runs_and_its_log_comes_back(server: Server, tmp_path: Path) -> None:
     tool = tmp_path / "analyse"
-    tool.write_text("#!/usr/bin/env bash\necho \"analysed $1\"\n")
+    tool.write_text('#!/usr/bin/env bash\necho "analysed $1"\n')
     out = ok(server, "file", "put", str(tool), "bin/", "--exec")
     assert out.startswith("bin/analyse: ") and "(executable)" in out
-    ok(server, "create", "-j", '{"project": {"name": "pr1", "workflows": [{"name": "w", "tasks":'
-       ' [{"name": "t", "function": "analyse", "params": ["sample-7"]}]}]}}')
+    ok(
+        server,
+        "create",
+        "-j",
+        '{"project": {"name": "pr1", "workflows": [{"name": "w", "tasks":'
+        ' [{"name": "t", "function": "analyse", "params": ["sample-7"]}]}]}}',
+    )
     ok(server, "run", "-w", "w")
     state = server.wait_status("w", "success0")
     run_id = state["run_id"]
@@ -25,7 +30,8 @@ def test_a_binary_copied_in_runs_and_its_log_comes_back(server: Server, tmp_path
     ok(server, "file", "get", f"logs/pr1/w/{run_id}/t.1.log", str(local))
     assert local.read_text() == "analysed sample-7\n"
     assert spa_ctl(server, "file", "get", f"logs/pr1/w/{run_id}/t.1.log", "-").stdout == (
-        "analysed sample-7\n")
+        "analysed sample-7\n"
+    )
 
 
 def test_every_escape_is_refused_with_its_reason(server: Server, tmp_path: Path) -> None:

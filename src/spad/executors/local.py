@@ -5,25 +5,12 @@ grandchildren are reaped here too)."""
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
 
-from spad import faults, procs
+from spad import procs
 from spad.executors.base import Executor, Launch, TaskProcess
-
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _die_with_parent(parent: int) -> None:
-    """In the child, before exec: SIGKILL when the runner dies, even by SIGKILL."""
-    if faults.NO_KILL:
-        return
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent:  # the runner died between fork and prctl
-        os._exit(1)
 
 
 class LocalProcess(TaskProcess):
@@ -65,7 +52,7 @@ class LocalExecutor(Executor):
                 env=launch.env,
                 process_group=0,
                 close_fds=True,
-                preexec_fn=lambda: _die_with_parent(self._me),  # noqa: PLW1509 (no threads)
+                preexec_fn=lambda: procs.die_with_parent(self._me),  # noqa: PLW1509 (no threads)
             )
         except BaseException:
             os.close(read_end)

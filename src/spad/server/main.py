@@ -19,11 +19,13 @@ from aiohttp import web
 
 from spad import home as homes
 from spad import provision
+from spad.alarms import config as alarm_config
 from spad.errors import HomeError
 from spad.server.app import make_app
 from spad.server.files import DEFAULT_MAX_FILE
 from spad.server.methods import Service
 from spad.server.supervisor import Supervisor
+from spad.server.watcher_process import WatcherProcess
 from spad.store import audit
 from spad.store.sqlite import connect, migrate
 
@@ -116,6 +118,7 @@ def tls_context(options: Options) -> ssl.SSLContext | None:
 
 async def serve(home: homes.Home, options: Options) -> None:
     context = tls_context(options)
+    alarm_config.load(home.root / "spad.toml")  # a bad file stops the start, naming the field
     conn = open_store(home)
     supervisor = Supervisor(home, conn, url="")
     app = make_app(Service(home, conn, supervisor), options.max_file_size)
@@ -142,6 +145,8 @@ async def serve(home: homes.Home, options: Options) -> None:
         # Tasks call back with spa_ctl: let them trust our certificate (self-signed or not).
         supervisor.task_env["SPA_CACERT"] = os.path.abspath(options.tls_cert)
     supervisor.recover()
+    watcher = WatcherProcess(home)
+    watcher.start()
     log.info("spad serving %s with home %s", url, home.root)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -150,6 +155,7 @@ async def serve(home: homes.Home, options: Options) -> None:
     await done.wait()
     log.info("spad stopping; runners go on and will be adopted at the next start")
     supervisor.close()
+    watcher.close()
     await runner.cleanup()
     conn.close()
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from spad import areas, catalog, logfiles, states
+from spad.alarms import journal
+from spad.alarms import logic as alarm_logic
 from spad.errors import Conflict, Invalid, NotFound
 from spad.home import Home
 from spad.model import Name, parse_ref, parse_spec, validate
 from spad.server.rpc import Method
+from spad.store import alarms as alarm_store
 from spad.store import audit, runs
 from spad.store import definitions as defs
 from spad.store.sqlite import transaction
@@ -312,6 +315,66 @@ def file_delete(svc: Service, p: FileParams) -> dict[str, Any]:
     return {"path": place.remote, "deleted": True}
 
 
+Severity = Literal["info", "warning", "critical", "clear"]
+State = Literal["open", "acknowledged", "cleared"]
+
+
+class SignalParams(_Params):
+    project: Name | None = None
+    source: Name
+    kind: Name
+    severity: Severity
+    message: str = Field(default="", max_length=10_000)
+    value: float | None = None
+
+
+class AlarmsParams(_Params):
+    state: list[State] | State | None = None
+    severity: list[Severity] | Severity | None = None
+    project: Name | None = None
+    since: str | None = Field(default=None, max_length=40)
+    until: str | None = Field(default=None, max_length=40)
+    limit: int = Field(default=1000, ge=1, le=100_000)
+
+
+class AlarmParams(_Params):
+    id: int = Field(ge=1, le=MAX_INT)
+
+
+def signal_raise(svc: Service, p: SignalParams) -> dict[str, Any]:
+    """Record a signal; the alarm watcher turns it into an alarm within its poll interval."""
+    project = p.project
+    if project is None:
+        project = defs.current_project(svc.conn)
+    with transaction(svc.conn):
+        signal_id = alarm_store.raise_signal(
+            svc.conn, runs.now(), project, p.source, p.kind, p.severity, p.message, p.value
+        )
+    return {"id": signal_id, "project": project}
+
+
+def alarms_list(svc: Service, p: AlarmsParams) -> dict[str, Any]:
+    def as_list(value: Any) -> list[str] | None:
+        return [value] if isinstance(value, str) else value
+
+    rows = alarm_store.listing(
+        svc.conn, as_list(p.state), as_list(p.severity), p.project, p.since, p.until, p.limit
+    )
+    return {"alarms": [alarm_logic.public(row) for row in rows]}
+
+
+def alarm_ack(svc: Service, p: AlarmParams) -> dict[str, Any]:
+    event = alarm_logic.acknowledge(svc.conn, p.id, "a person")
+    journal.write(svc.home.logs, [event])
+    return {key: event[key] for key in event if key not in ("event", "at")}
+
+
+def alarm_clear(svc: Service, p: AlarmParams) -> dict[str, Any]:
+    event = alarm_logic.clear(svc.conn, p.id, "a person")
+    journal.write(svc.home.logs, [event])
+    return {key: event[key] for key in event if key not in ("event", "at")}
+
+
 def audit_(svc: Service, p: AuditParams) -> dict[str, Any]:
     rows = audit.latest(svc.conn, p.limit)
     return {"entries": [dict(row) for row in rows]}
@@ -333,4 +396,8 @@ METHODS: dict[str, Method] = {
     "file_list": Method(file_list, FileParams),
     "file_delete": Method(file_delete, FileParams, mutating=True),
     "audit": Method(audit_, AuditParams),
+    "signal_raise": Method(signal_raise, SignalParams, mutating=True),
+    "alarms_list": Method(alarms_list, AlarmsParams),
+    "alarm_ack": Method(alarm_ack, AlarmParams, mutating=True),
+    "alarm_clear": Method(alarm_clear, AlarmParams, mutating=True),
 }

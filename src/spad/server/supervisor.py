@@ -17,12 +17,12 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from spad import procs, states
 from spad.errors import Conflict, Invalid, NotFound
 from spad.home import Home
+from spad.server.pidwatch import PidWatch
 from spad.store import definitions as defs
 from spad.store import runs
 from spad.store.sqlite import transaction
@@ -32,8 +32,6 @@ log = logging.getLogger("spad.supervisor")
 #: A runner that lived at least this long was healthy: its next restart is immediate.
 HEALTHY_AFTER = 30.0
 MAX_BACKOFF = 300.0
-
-_ExitCallback = Callable[[int | None], None]
 
 
 @dataclass
@@ -55,8 +53,7 @@ class Supervisor:
         self.url = url
         #: Added to every runner's (and so every task's) environment, e.g. SPA_CACERT.
         self.task_env: dict[str, str] = {}
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
-        self._watched: dict[int, int] = {}  # pidfd -> pid
+        self._pids = PidWatch()
         self._restarts: dict[int, _Restarts] = {}
         self._pending: dict[int, asyncio.TimerHandle] = {}  # run id -> restart waiting
 
@@ -134,32 +131,10 @@ class Supervisor:
                 env=env,
                 cwd=self.home.root,
             )
-        self._children[child.pid] = child
+        self._pids.adopt_child(child)
         identity = procs.identity(child.pid)
         runs.update(self.conn, run_id, runner_pid=child.pid, runner_identity=identity)
-        self._watch(child.pid, lambda code: self._runner_gone(run_id, code))
-
-    def _watch(self, pid: int, on_exit: _ExitCallback) -> None:
-        """Call ``on_exit(exit code or None)`` when ``pid`` ends (our child or not)."""
-        try:
-            pidfd = os.pidfd_open(pid)
-        except ProcessLookupError:
-            on_exit(self._reap(pid))
-            return
-        loop = asyncio.get_running_loop()
-
-        def ended() -> None:
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-            self._watched.pop(pidfd, None)
-            on_exit(self._reap(pid))
-
-        self._watched[pidfd] = pid
-        loop.add_reader(pidfd, ended)
-
-    def _reap(self, pid: int) -> int | None:
-        child = self._children.pop(pid, None)
-        return child.wait() if child is not None else None
+        self._pids.watch(child.pid, lambda code: self._runner_gone(run_id, code))
 
     def _runner_gone(self, run_id: int, code: int | None) -> None:
         try:
@@ -267,7 +242,7 @@ class Supervisor:
             run_id = run["id"]
             if procs.is_alive(run["runner_pid"], run["runner_identity"]):
                 log.info("adopting the runner %s of run %s", run["runner_pid"], run_id)
-                self._watch(run["runner_pid"], functools.partial(self._runner_gone, run_id))
+                self._pids.watch(run["runner_pid"], functools.partial(self._runner_gone, run_id))
             else:
                 self._runner_gone(run_id, None)
         for run_id in {t["run_id"] for t in runs.immortal_tasks(self.conn)}:
@@ -284,16 +259,12 @@ class Supervisor:
                 runs.update_task(self.conn, run_id, name, status=states.KILLED, ended_at=runs.now())
 
             if procs.is_alive(task["pid"], task["pid_identity"]):
-                self._watch(task["pid"], died)
+                self._pids.watch(task["pid"], died)
             else:
                 died(None)
 
     def close(self) -> None:
         """Stop watching (the server is going down); runners go on by themselves."""
-        loop = asyncio.get_running_loop()
-        for pidfd in list(self._watched):
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-        self._watched.clear()
+        self._pids.close()
         for handle in self._pending.values():
             handle.cancel()

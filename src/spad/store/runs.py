@@ -23,7 +23,11 @@ RUN_TASK_COPY = (
 def now() -> str:
     """ISO 8601 UTC with milliseconds, as every time in spad is written (``time``, not
     ``datetime``: one import less for every runner)."""
-    seconds = time.time()
+    return iso(time.time())
+
+
+def iso(seconds: float) -> str:
+    """``seconds`` since the epoch as spad writes times; such texts sort as the times do."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
     return f"{stamp}.{int(seconds * 1000) % 1000:03d}Z"
 

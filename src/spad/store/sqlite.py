@@ -102,6 +102,49 @@ MIGRATIONS: tuple[str, ...] = (
         detail TEXT
     );
     """,
+    # 3: alarms. Signals raised through spad; alarms with their history; where each source's
+    # reading stopped (advanced in the same transaction as the alarms it produced).
+    """
+    CREATE TABLE signals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        project TEXT,
+        source TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        message TEXT NOT NULL,
+        value REAL
+    );
+    CREATE TABLE alarms (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        project TEXT NOT NULL,
+        source TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        state TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        first_seen TEXT NOT NULL,
+        last_seen TEXT NOT NULL,
+        message TEXT NOT NULL,
+        value REAL,
+        origin TEXT NOT NULL,
+        acknowledged_at TEXT,
+        cleared_at TEXT,
+        logged_at TEXT NOT NULL
+    );
+    CREATE INDEX alarms_by_key ON alarms (project, source, kind, id);
+    CREATE TABLE alarm_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        alarm_id INTEGER NOT NULL REFERENCES alarms(id) ON DELETE CASCADE,
+        at TEXT NOT NULL,
+        event TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE TABLE alarm_cursors (
+        origin TEXT PRIMARY KEY,
+        last_id INTEGER NOT NULL
+    );
+    """,
 )
 
 

@@ -1,0 +1,207 @@
+"""What signals do to alarms: deduplicate, escalate, clear, reopen within the hold-off.
+
+An alarm is identified by (project, source, kind). Its lifecycle is ``open → acknowledged →
+cleared``; a signal of severity ``clear`` or a person clears it. A repeat raises ``count`` and
+``last_seen`` of the alarm that is not cleared; an alarm cleared less than ``holdoff`` seconds
+ago is reopened instead of a new one being made, so a flapping source does not flood.
+Every batch of signals and the source's cursor are written in one transaction: a signal is
+applied exactly once, even across crashes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+from spad.errors import Conflict, NotFound
+from spad.store import alarms as store
+from spad.store.runs import iso, now
+from spad.store.sqlite import transaction
+
+SEVERITIES = ("info", "warning", "critical", "clear")
+RANK = {"info": 0, "warning": 1, "critical": 2}
+STATES = ("open", "acknowledged", "cleared")
+
+Event = dict[str, Any]
+
+
+class Signal:
+    """One row of a source."""
+
+    __slots__ = ("id", "kind", "message", "project", "severity", "source", "value")
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.id = int(row["id"])
+        self.source = str(row["source"])
+        self.kind = str(row["kind"])
+        self.severity = str(row["severity"]).lower()
+        self.message = "" if row["message"] is None else str(row["message"])
+        self.value = None if row.get("value") is None else float(row["value"])
+        self.project = "" if row.get("project") is None else str(row["project"])
+
+
+def apply(
+    conn: sqlite3.Connection, origin: str, signals: list[Signal], holdoff: float
+) -> list[Event]:
+    """Apply the signals after the source's cursor; return the events to log."""
+    events: list[Event] = []
+    with transaction(conn):
+        last = store.cursor(conn, origin)
+        for signal in signals:
+            if signal.id <= last:
+                continue  # applied before (two readers, or a replay after a crash)
+            events.extend(_apply_one(conn, origin, signal, holdoff))
+            last = signal.id
+        store.set_cursor(conn, origin, last)
+    return events
+
+
+def _apply_one(
+    conn: sqlite3.Connection, origin: str, signal: Signal, holdoff: float
+) -> list[Event]:
+    at = now()
+    if signal.severity not in SEVERITIES:
+        return [
+            {
+                "event": "rejected",
+                "at": at,
+                "origin": origin,
+                "signal": signal.id,
+                "reason": f"severity {signal.severity!r} is not one of {', '.join(SEVERITIES)}",
+            }
+        ]
+    key = (signal.project, signal.source, signal.kind)
+    active = store.active(conn, *key)
+    if signal.severity == "clear":
+        if active is None:
+            return []
+        return [
+            _transition(
+                conn,
+                active["id"],
+                "cleared",
+                at,
+                "by a clear signal",
+                state="cleared",
+                cleared_at=at,
+                last_seen=at,
+            )
+        ]
+    if active is not None:
+        return _repeat(conn, active, signal, at, holdoff)
+    recent = store.recently_cleared(conn, *key, since=iso(time.time() - holdoff))
+    if recent is not None:
+        return [
+            _transition(
+                conn,
+                recent["id"],
+                "reopened",
+                at,
+                "fired again within the hold-off",
+                state="open",
+                severity=signal.severity,
+                count=recent["count"] + 1,
+                last_seen=at,
+                message=signal.message,
+                value=signal.value,
+                cleared_at=None,
+                acknowledged_at=None,
+                logged_at=at,
+            )
+        ]
+    alarm_id = store.insert(
+        conn,
+        signal.project,
+        signal.source,
+        signal.kind,
+        signal.severity,
+        signal.message,
+        signal.value,
+        origin,
+        at,
+    )
+    store.history(conn, alarm_id, at, "opened", f"from {origin}")
+    return [_event(conn, alarm_id, "opened", at)]
+
+
+def _repeat(
+    conn: sqlite3.Connection, active: sqlite3.Row, signal: Signal, at: str, holdoff: float
+) -> list[Event]:
+    fields: dict[str, Any] = {
+        "count": active["count"] + 1,
+        "last_seen": at,
+        "message": signal.message,
+        "value": signal.value,
+    }
+    if RANK[signal.severity] > RANK[active["severity"]]:
+        return [
+            _transition(
+                conn,
+                active["id"],
+                "escalated",
+                at,
+                f"{active['severity']} -> {signal.severity}",
+                severity=signal.severity,
+                logged_at=at,
+                **fields,
+            )
+        ]
+    due = active["logged_at"] <= iso(time.time() - holdoff)
+    if due:
+        fields["logged_at"] = at
+    store.update(conn, active["id"], **fields)
+    return [_event(conn, active["id"], "repeated", at)] if due else []
+
+
+def _transition(
+    conn: sqlite3.Connection, alarm_id: int, event: str, at: str, detail: str, **fields: Any
+) -> Event:
+    store.update(conn, alarm_id, **fields)
+    store.history(conn, alarm_id, at, event, detail)
+    return _event(conn, alarm_id, event, at)
+
+
+def _event(conn: sqlite3.Connection, alarm_id: int, event: str, at: str) -> Event:
+    return {"event": event, "at": at, **public(store.get(conn, alarm_id))}
+
+
+def public(row: sqlite3.Row | None) -> dict[str, Any]:
+    """An alarm as the API shows it."""
+    if row is None:
+        return {}
+    return {
+        "id": row["id"],
+        "project": row["project"] or None,
+        "source": row["source"],
+        "kind": row["kind"],
+        "severity": row["severity"],
+        "state": row["state"],
+        "count": row["count"],
+        "first_seen": row["first_seen"],
+        "last_seen": row["last_seen"],
+        "message": row["message"],
+        "value": row["value"],
+    }
+
+
+def acknowledge(conn: sqlite3.Connection, alarm_id: int, by: str) -> Event:
+    return _by_person(conn, alarm_id, by, "acknowledged", ("open",))
+
+
+def clear(conn: sqlite3.Connection, alarm_id: int, by: str) -> Event:
+    return _by_person(conn, alarm_id, by, "cleared", ("open", "acknowledged"))
+
+
+def _by_person(
+    conn: sqlite3.Connection, alarm_id: int, by: str, state: str, allowed: tuple[str, ...]
+) -> Event:
+    at = now()
+    with transaction(conn):
+        row = store.get(conn, alarm_id)
+        if row is None:
+            raise NotFound(f"alarm {alarm_id} does not exist (spa_ctl alarms lists them)")
+        if row["state"] not in allowed:
+            raise Conflict(f"alarm {alarm_id} is {row['state']}: it cannot be {state}")
+        stamp = {"acknowledged_at": at} if state == "acknowledged" else {"cleared_at": at}
+        return _transition(conn, alarm_id, state, at, f"by {by}", state=state, **stamp)
