@@ -122,7 +122,7 @@ def test_stdout_and_stderr_are_logged_in_order_one_file_per_attempt(server: Serv
     assert server.call("logs", workflow="w", task="t", attempt=1) == expected
     assert server.call("logs", workflow="w", task="t") == expected
     assert server.call("logs", workflow="w", task="t", tail=2) == "out3\nerr3\n"
-    logs = sorted(p.name for p in (server.home / "logs").rglob("*.log") if p.name != "runners.log")
+    logs = sorted(p.name for p in (server.home / "logs" / "pr1").rglob("*.log"))
     assert logs == ["t.1.log", "t.2.log"]
 
 
