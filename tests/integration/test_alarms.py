@@ -295,3 +295,16 @@ def test_a_bad_configuration_stops_the_start_naming_the_field(tmp_path: Path) ->
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "alarms.sources[0].dsn" in result.stderr and "alarms.sources[0].table" in result.stderr
+
+
+def watchers(home: Path) -> list[str]:
+    found = subprocess.run(["pgrep", "-f", f"spad.alarms.watcher {home}"], capture_output=True,
+                           text=True, check=False)
+    return found.stdout.split()
+
+
+def test_the_watcher_starts_with_the_first_signal_only(server: Server) -> None:
+    assert watchers(server.home) == []  # an idle server costs one process, not two
+    server.call("signal_raise", source="s", kind="k", severity="info")
+    wait_for(lambda: alarms(server), what="the alarm")
+    assert len(watchers(server.home)) == 1

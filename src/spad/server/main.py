@@ -26,6 +26,7 @@ from spad.server.files import DEFAULT_MAX_FILE
 from spad.server.methods import Service
 from spad.server.supervisor import Supervisor
 from spad.server.watcher_process import WatcherProcess
+from spad.store import alarms as alarm_store
 from spad.store import audit
 from spad.store.sqlite import connect, migrate
 
@@ -118,10 +119,13 @@ def tls_context(options: Options) -> ssl.SSLContext | None:
 
 async def serve(home: homes.Home, options: Options) -> None:
     context = tls_context(options)
-    alarm_config.load(home.root / "spad.toml")  # a bad file stops the start, naming the field
+    # A bad file stops the start, naming the field.
+    alarms = alarm_config.load(home.root / "spad.toml").alarms
     conn = open_store(home)
     supervisor = Supervisor(home, conn, url="")
-    app = make_app(Service(home, conn, supervisor), options.max_file_size)
+    watcher = WatcherProcess(home)
+    service = Service(home, conn, supervisor, wake_alarms=watcher.ensure_running)
+    app = make_app(service, options.max_file_size)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, options.host, options.port, reuse_address=True, ssl_context=context)
@@ -145,8 +149,8 @@ async def serve(home: homes.Home, options: Options) -> None:
         # Tasks call back with spa_ctl: let them trust our certificate (self-signed or not).
         supervisor.task_env["SPA_CACERT"] = os.path.abspath(options.tls_cert)
     supervisor.recover()
-    watcher = WatcherProcess(home)
-    watcher.start()
+    if alarms.sources or alarm_store.pending_signals(conn):
+        watcher.ensure_running()
     log.info("spad serving %s with home %s", url, home.root)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -32,6 +33,8 @@ class Service:
     home: Home
     conn: sqlite3.Connection
     supervisor: Supervisor
+    #: Makes sure the alarm watcher runs (it starts on the first signal, not before).
+    wake_alarms: Callable[[], None] = lambda: None
 
 
 #: SQLite integers are 64-bit: anything larger is refused at the door.
@@ -350,6 +353,7 @@ def signal_raise(svc: Service, p: SignalParams) -> dict[str, Any]:
         signal_id = alarm_store.raise_signal(
             svc.conn, runs.now(), project, p.source, p.kind, p.severity, p.message, p.value
         )
+    svc.wake_alarms()
     return {"id": signal_id, "project": project}
 
 

@@ -27,7 +27,13 @@ class WatcherProcess:
         self._closing = False
         self._restart: asyncio.TimerHandle | None = None
 
+    def ensure_running(self) -> None:
+        """Start the watcher unless it runs (or is about to start again)."""
+        if self._child is None and not self._closing:
+            self.start()
+
     def start(self) -> None:
+        self._restart = None
         me = os.getpid()
         with (self.home.logs / "alarms-watcher.log").open("ab") as out:
             self._child = subprocess.Popen(

@@ -129,3 +129,9 @@ def raise_signal(
         (at, project, source, kind, severity, message, value),
     )
     return int(cursor_.lastrowid or 0)
+
+
+def pending_signals(conn: sqlite3.Connection) -> bool:
+    """Signals raised through spad that no watcher has applied yet."""
+    row = conn.execute("SELECT max(id) FROM signals").fetchone()
+    return bool(row[0]) and int(row[0]) > cursor(conn, "spad")
