@@ -1,0 +1,414 @@
+"""spad side by side with supervisord and the floor, in one run.
+
+    .venv/bin/python bench/run.py [--quick] [--runs 3] [--json bench/results/latest.json]
+
+Each workload runs ``--runs`` times against each system; the table shows medians (min–max)
+and the ratios spad / floor and spad / supervisord. ``--quick`` is the small smoke version CI
+runs to keep the harness alive; its numbers mean little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from common import processes_matching, wait_until  # noqa: E402
+from systems import BIN, Spad, Supervisord  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+Metrics = dict[str, float | None]
+
+
+class Sizes:
+    def __init__(self, quick: bool) -> None:
+        self.chain = 20 if quick else 200
+        self.fan_out = 30 if quick else 300
+        self.graceful = 10 if quick else 100
+        self.status_seconds = 0.5 if quick else 10.0
+        self.workflows = 10 if quick else 100
+
+
+def floor(workload: str, number: float) -> dict[str, Any]:
+    out = subprocess.run([sys.executable, str(HERE / "floor.py"), workload, str(number)],
+                         capture_output=True, text=True, check=True, timeout=600)
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+# -- W1 chain ---------------------------------------------------------------------------------
+
+def spad_chain_seconds(spad: Spad, count: int) -> float:
+    name = f"chain{count}"
+    spad.define(name, [{"name": f"t{i}", "function": "true"} for i in range(count)])
+    with spad.db() as conn:
+        started = time.perf_counter()
+        run_id = spad.call("run", project="bench", workflow=name)["run_id"]
+        wait_until(lambda: spad.run_status(conn, run_id) == "success0")
+        return time.perf_counter() - started
+
+
+def w1_chain(sizes: Sizes) -> dict[str, Metrics]:
+    spad = Spad()
+    try:
+        spad.start()
+        spad.prepare_bin()
+        one = spad_chain_seconds(spad, 1)
+        many = spad_chain_seconds(spad, sizes.chain)
+    finally:
+        spad.stop()
+    floor_one = floor("chain", 1)["seconds"]
+    floor_many = floor("chain", sizes.chain)["seconds"]
+    bash = _bash_loop(sizes.chain) - _bash_loop(1)
+    per = sizes.chain - 1
+    return {
+        "W1 marginal ms/task": {"spad": (many - one) / per * 1000,
+                                "floor": (floor_many - floor_one) / per * 1000,
+                                "bash": bash / per * 1000, "supervisord": None},
+        f"W1 wall s ({sizes.chain} tasks)": {"spad": many, "floor": floor_many,
+                                             "supervisord": None},
+    }
+
+
+def _bash_loop(count: int) -> float:
+    started = time.perf_counter()
+    subprocess.run(["bash", "-c", f"for i in $(seq {count}); do /bin/true; done"], check=True)
+    return time.perf_counter() - started
+
+
+# -- W2 fan-out and W5 status API -------------------------------------------------------------
+
+def w2_w5_fan_out(sizes: Sizes) -> dict[str, Metrics]:
+    count = sizes.fan_out
+    spad = Spad()
+    try:
+        spad.start()
+        spad.prepare_bin()
+        spad.define("fan", [{"name": f"t{i}", "function": "sleep", "params": ["30"],
+                             "exec": "parallel", "stop_timeout": 5} for i in range(count)])
+        peak = [0]
+        with spad.db() as conn:
+            started = time.perf_counter()
+            run_id = spad.call("run", project="bench", workflow="fan")["run_id"]
+
+            def all_running() -> bool:
+                peak[0] = max(peak[0], spad.own_pss())
+                return spad.count_tasks(conn, run_id, "running") == count
+
+            wait_until(all_running)
+            spad_up = time.perf_counter() - started
+            peak[0] = max(peak[0], spad.own_pss())
+            single = _rate(spad_status_caller(spad, "fan"), sizes.status_seconds, 1)
+            many = _rate(spad_status_caller(spad, "fan"), sizes.status_seconds, 8)
+            started = time.perf_counter()
+            spad.call("stop", project="bench", workflow="fan")
+            wait_until(lambda: spad.run_status(conn, run_id) == "stopped"
+                       and not processes_matching("sleep 30"))
+            spad_stop = time.perf_counter() - started
+    finally:
+        spad.stop()
+    sup = Supervisord()
+    try:
+        sup.start({f"s{i}": {"command": "sleep 30", "autostart": "false", "startsecs": "0"}
+                   for i in range(count)})
+        started = time.perf_counter()
+        sup.rpc().supervisor.startAllProcesses(False)
+        wait_until(lambda: all(s == "RUNNING" for s in sup.states()), step=0.01)
+        sup_up = time.perf_counter() - started
+        sup_pss = sup.pss()
+        sup_single = _rate(supervisord_caller(sup), sizes.status_seconds, 1)
+        sup_many = _rate(supervisord_caller(sup), sizes.status_seconds, 8)
+        started = time.perf_counter()
+        sup.rpc().supervisor.stopAllProcesses(True)
+        wait_until(lambda: not processes_matching("sleep 30"))
+        sup_stop = time.perf_counter() - started
+    finally:
+        sup.stop()
+    base = floor("fan_out", count)
+    return {
+        f"W2 s until {count} run": {"spad": spad_up, "floor": base["seconds"],
+                                     "supervisord": sup_up},
+        "W2 peak PSS MiB (own)": {"spad": peak[0] / 1024, "floor": base["pss_kib"] / 1024,
+                                  "supervisord": sup_pss / 1024},
+        "W2 s to stop all": {"spad": spad_stop, "floor": base["stop_seconds"],
+                             "supervisord": sup_stop},
+        "W5 status/s, 1 client": {"spad": single, "floor": None, "supervisord": sup_single},
+        "W5 status/s, 8 clients": {"spad": many, "floor": None, "supervisord": sup_many},
+    }
+
+
+def spad_status_caller(spad: Spad, workflow: str) -> tuple[str, str, str]:
+    assert spad.client is not None
+    body = json.dumps({"jsonrpc": "2.0", "method": "status", "id": 1,
+                       "params": {"project": "bench", "workflow": workflow}})
+    return ("spad", spad.client.url, json.dumps({"body": body, "token": spad.client.token}))
+
+
+def supervisord_caller(sup: Supervisord) -> tuple[str, str, str]:
+    return ("supervisord", f"http://127.0.0.1:{sup.port}/RPC2", "")
+
+
+def _calls(caller: tuple[str, str, str], seconds: float) -> int:
+    kind, url, extra = caller
+    deadline, done = time.perf_counter() + seconds, 0
+    if kind == "supervisord":
+        import xmlrpc.client
+
+        proxy = xmlrpc.client.ServerProxy(url)
+        while time.perf_counter() < deadline:
+            proxy.supervisor.getAllProcessInfo()
+            done += 1
+        return done
+    options = json.loads(extra)
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port)
+    headers = {"Authorization": f"Bearer {options['token']}",
+               "Content-Type": "application/json"}
+    while time.perf_counter() < deadline:
+        connection.request("POST", "/rpc", options["body"], headers)
+        reply = connection.getresponse().read()
+        assert b'"result"' in reply
+        done += 1
+    connection.close()
+    return done
+
+
+def _rate(caller: tuple[str, str, str], seconds: float, clients: int) -> float:
+    with multiprocessing.get_context("fork").Pool(clients) as pool:
+        counts = pool.starmap(_calls, [(caller, seconds)] * clients)
+    return sum(counts) / seconds
+
+
+# -- W3 graceful stop -------------------------------------------------------------------------
+
+def w3_graceful(sizes: Sizes) -> dict[str, Metrics]:
+    count = sizes.graceful
+    spad = Spad()
+    try:
+        spad.start()
+        spad.prepare_bin()
+        spad.define("trap", [{"name": f"t{i}", "function": "trapper", "exec": "parallel",
+                              "stop_timeout": 10} for i in range(count)])
+        with spad.db() as conn:
+            run_id = spad.call("run", project="bench", workflow="trap")["run_id"]
+            wait_until(lambda: spad.count_tasks(conn, run_id, "running") == count)
+            time.sleep(0.5)  # every bash must have installed its trap, as in the floor
+            started = time.perf_counter()
+            spad.call("stop", project="bench", workflow="trap")
+            wait_until(lambda: spad.run_status(conn, run_id) == "stopped")
+            spad_seconds = time.perf_counter() - started
+        spad_honoured = len([p for p in (spad.home / "data").iterdir() if p.name.startswith("t")])
+        spad_left = len(processes_matching("sleep 1000"))
+    finally:
+        spad.stop()
+    sup = Supervisord()
+    try:
+        script = sup.folder / "trapper"
+        script.write_text("#!/usr/bin/env bash\ntrap 'sleep 1; echo honoured > \"$0.$$\"; "
+                          "exit 0' TERM\nsleep 1000 &\nwait\n")
+        script.chmod(0o755)
+        sup.start({f"t{i}": {"command": str(script), "startsecs": "0", "stopwaitsecs": "10"}
+                   for i in range(count)})
+        wait_until(lambda: all(s == "RUNNING" for s in sup.states()), step=0.01)
+        time.sleep(0.5)
+        started = time.perf_counter()
+        sup.rpc().supervisor.stopAllProcesses(True)
+        sup_seconds = time.perf_counter() - started
+        sup_honoured = len(list(sup.folder.glob("trapper.*")))
+        sup_left = len(processes_matching("sleep 1000"))
+    finally:
+        sup.stop()
+        subprocess.run(["pkill", "-f", "sleep 1000"], check=False)
+    base = floor("graceful", count)
+    return {
+        f"W3 s graceful stop of {count}": {"spad": spad_seconds, "floor": base["seconds"],
+                                            "supervisord": sup_seconds},
+        "W3 traps honoured": {"spad": spad_honoured, "floor": base["honoured"],
+                              "supervisord": sup_honoured},
+        "W3 children left behind": {"spad": spad_left, "floor": 0, "supervisord": sup_left},
+    }
+
+
+# -- W4 restart -------------------------------------------------------------------------------
+
+def w4_restart(_sizes: Sizes) -> dict[str, Metrics]:
+    spad = Spad()
+    try:
+        spad.start()
+        spad.prepare_bin()
+        spad.define("fail", [{"name": "t", "function": "fail3", "retries": 1,
+                              "retry_delay": 1.0}])
+        with spad.db() as conn:
+            run_id = spad.call("run", project="bench", workflow="fail")["run_id"]
+            wait_until(lambda: spad.run_status(conn, run_id) == "error(3)")
+        starts = [float(x) for x in (spad.home / "data" / "starts").read_text().split()]
+        task = spad.call("status", project="bench", workflow="fail")["tasks"][0]
+        spad_interval, spad_code = starts[1] - starts[0], task["exit_code"]
+    finally:
+        spad.stop()
+    sup = Supervisord()
+    try:
+        starts_file = sup.folder / "starts"
+        sup.start({"fail": {"command": f"sh -c 'date +%%s.%%N >> {starts_file}; exit 3'",
+                            "startsecs": "0", "autorestart": "true", "exitcodes": "0"}})
+        wait_until(lambda: starts_file.exists() and len(starts_file.read_text().split()) >= 2,
+                   step=0.01)
+        starts = [float(x) for x in starts_file.read_text().split()[:2]]
+        sup_code = sup.rpc().supervisor.getProcessInfo("fail")["exitstatus"]
+        sup_interval = starts[1] - starts[0]
+    finally:
+        sup.stop()
+    base = floor("restart", 1.0)
+    return {
+        "W4 s between start and restart (delay 1 s)": {
+            "spad": spad_interval, "floor": base["seconds"], "supervisord": sup_interval},
+        "W4 exit code shown": {"spad": spad_code, "floor": base["exit_code"],
+                               "supervisord": sup_code},
+    }
+
+
+# -- W6 memory and W7 recovery ----------------------------------------------------------------
+
+def w6_w7_memory_recovery(sizes: Sizes) -> dict[str, Metrics]:
+    count = sizes.workflows
+    spad = Spad()
+    try:
+        spad.start()
+        spad.prepare_bin()
+        spad.call("list")
+        time.sleep(0.5)  # idle means idle: let the start settle
+        idle = spad.own_pss()
+        for i in range(count):
+            spad.define(f"m{i}", [{"name": "t", "function": "sleep", "params": ["600"]}])
+        spad.call("run", project="bench", workflow="m0")
+        with spad.db() as conn:
+            wait_until(lambda: conn.execute("SELECT count(*) FROM run_tasks WHERE status = "
+                                            "'running'").fetchone()[0] == 1)
+            one = spad.own_pss()
+            for i in range(1, count):
+                spad.call("run", project="bench", workflow=f"m{i}")
+            wait_until(lambda: conn.execute("SELECT count(*) FROM run_tasks WHERE status = "
+                                            "'running'").fetchone()[0] == count)
+        full = spad.own_pss()
+        spad.kill_everything()
+        started = time.perf_counter()
+        spad.start()
+        with spad.db() as conn:
+            wait_until(lambda: conn.execute(
+                "SELECT count(*) FROM run_tasks t JOIN runs r ON r.id = t.run_id "
+                "WHERE r.finished = 0 AND r.resumed_from IS NOT NULL AND t.status = 'running'"
+            ).fetchone()[0] == count, timeout=120)
+        recovery = time.perf_counter() - started
+    finally:
+        spad.stop()
+        subprocess.run(["pkill", "-f", "sleep 600"], check=False)
+    sup = Supervisord()
+    try:
+        sup.start({f"m{i}": {"command": "sleep 600", "autostart": "false", "startsecs": "0"}
+                   for i in range(count)})
+        time.sleep(0.5)
+        sup_idle = sup.pss()
+        sup.rpc().supervisor.startProcess("m0", True)
+        sup_one = sup.pss()
+        sup.rpc().supervisor.startAllProcesses(True)
+        sup_full = sup.pss()
+    finally:
+        sup.stop()
+    floor_one = floor("memory", 1)["pss_kib"]
+    floor_full = floor("memory", count)["pss_kib"]
+    per = count - 1
+    return {
+        "W6 idle PSS MiB": {"spad": idle / 1024, "floor": None, "supervisord": sup_idle / 1024},
+        "W6 PSS MiB, 1 workflow running": {"spad": one / 1024, "floor": floor_one / 1024,
+                                           "supervisord": sup_one / 1024},
+        "W6 PSS MiB per further workflow": {"spad": (full - one) / per / 1024,
+                                            "floor": (floor_full - floor_one) / per / 1024,
+                                            "supervisord": (sup_full - sup_one) / per / 1024},
+        f"W7 s to resume {count} workflows": {"spad": recovery, "floor": None,
+                                              "supervisord": None},
+    }
+
+
+WORKLOADS: list[Callable[[Sizes], dict[str, Metrics]]] = [
+    w1_chain, w2_w5_fan_out, w3_graceful, w4_restart, w6_w7_memory_recovery]
+SYSTEMS = ("spad", "floor", "bash", "supervisord")
+
+
+def summarise(samples: dict[str, dict[str, list[float]]]) -> dict[str, dict[str, Any]]:
+    table: dict[str, dict[str, Any]] = {}
+    for metric, systems in samples.items():
+        row: dict[str, Any] = {}
+        for system, values in systems.items():
+            if values:
+                row[system] = {"median": statistics.median(values), "min": min(values),
+                               "max": max(values), "runs": values}
+        spad = row.get("spad", {}).get("median")
+        for other in ("floor", "supervisord"):
+            value = row.get(other, {}).get("median")
+            row[f"spad/{other}"] = spad / value if spad is not None and value else None
+        table[metric] = row
+    return table
+
+
+def _cell(entry: dict[str, Any] | None) -> str:
+    if not entry:
+        return "-"
+    median, low, high = entry["median"], entry["min"], entry["max"]
+    return f"{median:.3g} ({low:.3g}–{high:.3g})" if low != high else f"{median:.3g}"
+
+
+def print_table(table: dict[str, dict[str, Any]]) -> None:
+    header = (f"{'workload':<42} {'spad':>22} {'floor':>22} {'bash':>10} {'supervisord':>22} "
+              f"{'spad/floor':>10} {'spad/sup':>9}")
+    print(header)
+    print("-" * len(header))
+    for metric, row in table.items():
+        ratios = [f"{row[k]:.2f}" if row.get(k) is not None else "-"
+                  for k in ("spad/floor", "spad/supervisord")]
+        print(f"{metric:<42} {_cell(row.get('spad')):>22} {_cell(row.get('floor')):>22} "
+              f"{_cell(row.get('bash')):>10} {_cell(row.get('supervisord')):>22} "
+              f"{ratios[0]:>10} {ratios[1]:>9}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run (CI smoke)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
+    args = parser.parse_args()
+    runs = 1 if args.quick else args.runs
+    sizes = Sizes(args.quick)
+    samples: dict[str, dict[str, list[float]]] = {}
+    for workload in WORKLOADS:
+        for _ in range(runs):
+            for metric, values in workload(sizes).items():
+                row = samples.setdefault(metric, {s: [] for s in SYSTEMS})
+                for system, value in values.items():
+                    if value is not None:
+                        row[system].append(float(value))
+        print(f"done: {workload.__name__}", file=sys.stderr)
+    table = summarise(samples)
+    print_table(table)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "machine": {"cpus": multiprocessing.cpu_count(), "python": platform.python_version(),
+                    "kernel": platform.release(), "spad_python": str(BIN)},
+        "quick": args.quick, "runs": runs, "results": table}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
