@@ -38,8 +38,9 @@ async def chain(count: int) -> dict[str, Any]:
 
 async def fan_out(count: int) -> dict[str, Any]:
     started = time.perf_counter()
-    processes = [await asyncio.create_subprocess_exec("sleep", "30", process_group=0)
-                 for _ in range(count)]
+    processes = [
+        await asyncio.create_subprocess_exec("sleep", "30", process_group=0) for _ in range(count)
+    ]
     spawned = time.perf_counter() - started
     pss = _pss()
     stop_started = time.perf_counter()
@@ -54,8 +55,10 @@ async def graceful(count: int) -> dict[str, Any]:
     script = folder / "trapper"
     script.write_text("#!/usr/bin/env bash\n" + TRAPPER)
     script.chmod(0o755)
-    processes = [await asyncio.create_subprocess_exec(str(folder / "trapper"), process_group=0)
-                 for _ in range(count)]
+    processes = [
+        await asyncio.create_subprocess_exec(str(folder / "trapper"), process_group=0)
+        for _ in range(count)
+    ]
     await asyncio.sleep(0.5)  # let every trap be installed (bash needs a moment to start)
     started = time.perf_counter()
     for process in processes:

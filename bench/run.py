@@ -43,13 +43,19 @@ class Sizes:
 
 
 def floor(workload: str, number: float) -> dict[str, Any]:
-    out = subprocess.run([sys.executable, str(HERE / "floor.py"), workload, str(number)],
-                         capture_output=True, text=True, check=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, str(HERE / "floor.py"), workload, str(number)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     result: dict[str, Any] = json.loads(out.stdout)
     return result
 
 
 # -- W1 chain ---------------------------------------------------------------------------------
+
 
 def spad_chain_seconds(spad: Spad, count: int) -> float:
     name = f"chain{count}"
@@ -75,11 +81,17 @@ def w1_chain(sizes: Sizes) -> dict[str, Metrics]:
     bash = _bash_loop(sizes.chain) - _bash_loop(1)
     per = sizes.chain - 1
     return {
-        "W1 marginal ms/task": {"spad": (many - one) / per * 1000,
-                                "floor": (floor_many - floor_one) / per * 1000,
-                                "bash": bash / per * 1000, "supervisord": None},
-        f"W1 wall s ({sizes.chain} tasks)": {"spad": many, "floor": floor_many,
-                                             "supervisord": None},
+        "W1 marginal ms/task": {
+            "spad": (many - one) / per * 1000,
+            "floor": (floor_many - floor_one) / per * 1000,
+            "bash": bash / per * 1000,
+            "supervisord": None,
+        },
+        f"W1 wall s ({sizes.chain} tasks)": {
+            "spad": many,
+            "floor": floor_many,
+            "supervisord": None,
+        },
     }
 
 
@@ -91,14 +103,26 @@ def _bash_loop(count: int) -> float:
 
 # -- W2 fan-out and W5 status API -------------------------------------------------------------
 
+
 def w2_w5_fan_out(sizes: Sizes) -> dict[str, Metrics]:
     count = sizes.fan_out
     spad = Spad()
     try:
         spad.start()
         spad.prepare_bin()
-        spad.define("fan", [{"name": f"t{i}", "function": "sleep", "params": ["30"],
-                             "exec": "parallel", "stop_timeout": 5} for i in range(count)])
+        spad.define(
+            "fan",
+            [
+                {
+                    "name": f"t{i}",
+                    "function": "sleep",
+                    "params": ["30"],
+                    "exec": "parallel",
+                    "stop_timeout": 5,
+                }
+                for i in range(count)
+            ],
+        )
         peak = [0]
         with spad.db() as conn:
             started = time.perf_counter()
@@ -115,15 +139,23 @@ def w2_w5_fan_out(sizes: Sizes) -> dict[str, Metrics]:
             many = _rate(spad_status_caller(spad, "fan"), sizes.status_seconds, 8)
             started = time.perf_counter()
             spad.call("stop", project="bench", workflow="fan")
-            wait_until(lambda: spad.run_status(conn, run_id) == "stopped"
-                       and not processes_matching("sleep 30"))
+            wait_until(
+                lambda: (
+                    spad.run_status(conn, run_id) == "stopped"
+                    and not processes_matching("sleep 30")
+                )
+            )
             spad_stop = time.perf_counter() - started
     finally:
         spad.stop()
     sup = Supervisord()
     try:
-        sup.start({f"s{i}": {"command": "sleep 30", "autostart": "false", "startsecs": "0"}
-                   for i in range(count)})
+        sup.start(
+            {
+                f"s{i}": {"command": "sleep 30", "autostart": "false", "startsecs": "0"}
+                for i in range(count)
+            }
+        )
         started = time.perf_counter()
         sup.rpc().supervisor.startAllProcesses(False)
         wait_until(lambda: all(s == "RUNNING" for s in sup.states()), step=0.01)
@@ -139,12 +171,21 @@ def w2_w5_fan_out(sizes: Sizes) -> dict[str, Metrics]:
         sup.stop()
     base = floor("fan_out", count)
     return {
-        f"W2 s until {count} run": {"spad": spad_up, "floor": base["seconds"],
-                                     "supervisord": sup_up},
-        "W2 peak PSS MiB (own)": {"spad": peak[0] / 1024, "floor": base["pss_kib"] / 1024,
-                                  "supervisord": sup_pss / 1024},
-        "W2 s to stop all": {"spad": spad_stop, "floor": base["stop_seconds"],
-                             "supervisord": sup_stop},
+        f"W2 s until {count} run": {
+            "spad": spad_up,
+            "floor": base["seconds"],
+            "supervisord": sup_up,
+        },
+        "W2 peak PSS MiB (own)": {
+            "spad": peak[0] / 1024,
+            "floor": base["pss_kib"] / 1024,
+            "supervisord": sup_pss / 1024,
+        },
+        "W2 s to stop all": {
+            "spad": spad_stop,
+            "floor": base["stop_seconds"],
+            "supervisord": sup_stop,
+        },
         "W5 status/s, 1 client": {"spad": single, "floor": None, "supervisord": sup_single},
         "W5 status/s, 8 clients": {"spad": many, "floor": None, "supervisord": sup_many},
     }
@@ -152,8 +193,14 @@ def w2_w5_fan_out(sizes: Sizes) -> dict[str, Metrics]:
 
 def spad_status_caller(spad: Spad, workflow: str) -> tuple[str, str, str]:
     assert spad.client is not None
-    body = json.dumps({"jsonrpc": "2.0", "method": "status", "id": 1,
-                       "params": {"project": "bench", "workflow": workflow}})
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "method": "status",
+            "id": 1,
+            "params": {"project": "bench", "workflow": workflow},
+        }
+    )
     return ("spad", spad.client.url, json.dumps({"body": body, "token": spad.client.token}))
 
 
@@ -175,8 +222,7 @@ def _calls(caller: tuple[str, str, str], seconds: float) -> int:
     options = json.loads(extra)
     parts = urllib.parse.urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port)
-    headers = {"Authorization": f"Bearer {options['token']}",
-               "Content-Type": "application/json"}
+    headers = {"Authorization": f"Bearer {options['token']}", "Content-Type": "application/json"}
     while time.perf_counter() < deadline:
         connection.request("POST", "/rpc", options["body"], headers)
         reply = connection.getresponse().read()
@@ -194,14 +240,20 @@ def _rate(caller: tuple[str, str, str], seconds: float, clients: int) -> float:
 
 # -- W3 graceful stop -------------------------------------------------------------------------
 
+
 def w3_graceful(sizes: Sizes) -> dict[str, Metrics]:
     count = sizes.graceful
     spad = Spad()
     try:
         spad.start()
         spad.prepare_bin()
-        spad.define("trap", [{"name": f"t{i}", "function": "trapper", "exec": "parallel",
-                              "stop_timeout": 10} for i in range(count)])
+        spad.define(
+            "trap",
+            [
+                {"name": f"t{i}", "function": "trapper", "exec": "parallel", "stop_timeout": 10}
+                for i in range(count)
+            ],
+        )
         with spad.db() as conn:
             run_id = spad.call("run", project="bench", workflow="trap")["run_id"]
             wait_until(lambda: spad.count_tasks(conn, run_id, "running") == count)
@@ -217,11 +269,17 @@ def w3_graceful(sizes: Sizes) -> dict[str, Metrics]:
     sup = Supervisord()
     try:
         script = sup.folder / "trapper"
-        script.write_text("#!/usr/bin/env bash\ntrap 'sleep 1; echo honoured > \"$0.$$\"; "
-                          "exit 0' TERM\nsleep 1000 &\nwait\n")
+        script.write_text(
+            '#!/usr/bin/env bash\ntrap \'sleep 1; echo honoured > "$0.$$"; '
+            "exit 0' TERM\nsleep 1000 &\nwait\n"
+        )
         script.chmod(0o755)
-        sup.start({f"t{i}": {"command": str(script), "startsecs": "0", "stopwaitsecs": "10"}
-                   for i in range(count)})
+        sup.start(
+            {
+                f"t{i}": {"command": str(script), "startsecs": "0", "stopwaitsecs": "10"}
+                for i in range(count)
+            }
+        )
         wait_until(lambda: all(s == "RUNNING" for s in sup.states()), step=0.01)
         time.sleep(0.5)
         started = time.perf_counter()
@@ -234,23 +292,29 @@ def w3_graceful(sizes: Sizes) -> dict[str, Metrics]:
         subprocess.run(["pkill", "-f", "sleep 1000"], check=False)
     base = floor("graceful", count)
     return {
-        f"W3 s graceful stop of {count}": {"spad": spad_seconds, "floor": base["seconds"],
-                                            "supervisord": sup_seconds},
-        "W3 traps honoured": {"spad": spad_honoured, "floor": base["honoured"],
-                              "supervisord": sup_honoured},
+        f"W3 s graceful stop of {count}": {
+            "spad": spad_seconds,
+            "floor": base["seconds"],
+            "supervisord": sup_seconds,
+        },
+        "W3 traps honoured": {
+            "spad": spad_honoured,
+            "floor": base["honoured"],
+            "supervisord": sup_honoured,
+        },
         "W3 children left behind": {"spad": spad_left, "floor": 0, "supervisord": sup_left},
     }
 
 
 # -- W4 restart -------------------------------------------------------------------------------
 
+
 def w4_restart(_sizes: Sizes) -> dict[str, Metrics]:
     spad = Spad()
     try:
         spad.start()
         spad.prepare_bin()
-        spad.define("fail", [{"name": "t", "function": "fail3", "retries": 1,
-                              "retry_delay": 1.0}])
+        spad.define("fail", [{"name": "t", "function": "fail3", "retries": 1, "retry_delay": 1.0}])
         with spad.db() as conn:
             run_id = spad.call("run", project="bench", workflow="fail")["run_id"]
             wait_until(lambda: spad.run_status(conn, run_id) == "error(3)")
@@ -262,10 +326,19 @@ def w4_restart(_sizes: Sizes) -> dict[str, Metrics]:
     sup = Supervisord()
     try:
         starts_file = sup.folder / "starts"
-        sup.start({"fail": {"command": f"sh -c 'date +%%s.%%N >> {starts_file}; exit 3'",
-                            "startsecs": "0", "autorestart": "true", "exitcodes": "0"}})
-        wait_until(lambda: starts_file.exists() and len(starts_file.read_text().split()) >= 2,
-                   step=0.01)
+        sup.start(
+            {
+                "fail": {
+                    "command": f"sh -c 'date +%%s.%%N >> {starts_file}; exit 3'",
+                    "startsecs": "0",
+                    "autorestart": "true",
+                    "exitcodes": "0",
+                }
+            }
+        )
+        wait_until(
+            lambda: starts_file.exists() and len(starts_file.read_text().split()) >= 2, step=0.01
+        )
         starts = [float(x) for x in starts_file.read_text().split()[:2]]
         sup_code = sup.rpc().supervisor.getProcessInfo("fail")["exitstatus"]
         sup_interval = starts[1] - starts[0]
@@ -274,13 +347,20 @@ def w4_restart(_sizes: Sizes) -> dict[str, Metrics]:
     base = floor("restart", 1.0)
     return {
         "W4 s between start and restart (delay 1 s)": {
-            "spad": spad_interval, "floor": base["seconds"], "supervisord": sup_interval},
-        "W4 exit code shown": {"spad": spad_code, "floor": base["exit_code"],
-                               "supervisord": sup_code},
+            "spad": spad_interval,
+            "floor": base["seconds"],
+            "supervisord": sup_interval,
+        },
+        "W4 exit code shown": {
+            "spad": spad_code,
+            "floor": base["exit_code"],
+            "supervisord": sup_code,
+        },
     }
 
 
 # -- W6 memory and W7 recovery ----------------------------------------------------------------
+
 
 def w6_w7_memory_recovery(sizes: Sizes) -> dict[str, Metrics]:
     count = sizes.workflows
@@ -295,30 +375,52 @@ def w6_w7_memory_recovery(sizes: Sizes) -> dict[str, Metrics]:
             spad.define(f"m{i}", [{"name": "t", "function": "sleep", "params": ["600"]}])
         spad.call("run", project="bench", workflow="m0")
         with spad.db() as conn:
-            wait_until(lambda: conn.execute("SELECT count(*) FROM run_tasks WHERE status = "
-                                            "'running'").fetchone()[0] == 1)
+            wait_until(
+                lambda: (
+                    conn.execute(
+                        "SELECT count(*) FROM run_tasks WHERE status = 'running'"
+                    ).fetchone()[0]
+                    == 1
+                )
+            )
             one = spad.own_pss()
             for i in range(1, count):
                 spad.call("run", project="bench", workflow=f"m{i}")
-            wait_until(lambda: conn.execute("SELECT count(*) FROM run_tasks WHERE status = "
-                                            "'running'").fetchone()[0] == count)
+            wait_until(
+                lambda: (
+                    conn.execute(
+                        "SELECT count(*) FROM run_tasks WHERE status = 'running'"
+                    ).fetchone()[0]
+                    == count
+                )
+            )
         full = spad.own_pss()
         spad.kill_everything()
         started = time.perf_counter()
         spad.start()
         with spad.db() as conn:
-            wait_until(lambda: conn.execute(
-                "SELECT count(*) FROM run_tasks t JOIN runs r ON r.id = t.run_id "
-                "WHERE r.finished = 0 AND r.resumed_from IS NOT NULL AND t.status = 'running'"
-            ).fetchone()[0] == count, timeout=120)
+            wait_until(
+                lambda: (
+                    conn.execute(
+                        "SELECT count(*) FROM run_tasks t JOIN runs r ON r.id = t.run_id "
+                        "WHERE r.finished = 0 AND r.resumed_from IS NOT NULL AND t.status = 'running'"
+                    ).fetchone()[0]
+                    == count
+                ),
+                timeout=120,
+            )
         recovery = time.perf_counter() - started
     finally:
         spad.stop()
         subprocess.run(["pkill", "-f", "sleep 600"], check=False)
     sup = Supervisord()
     try:
-        sup.start({f"m{i}": {"command": "sleep 600", "autostart": "false", "startsecs": "0"}
-                   for i in range(count)})
+        sup.start(
+            {
+                f"m{i}": {"command": "sleep 600", "autostart": "false", "startsecs": "0"}
+                for i in range(count)
+            }
+        )
         time.sleep(0.5)
         sup_idle = sup.pss()
         sup.rpc().supervisor.startProcess("m0", True)
@@ -332,18 +434,27 @@ def w6_w7_memory_recovery(sizes: Sizes) -> dict[str, Metrics]:
     per = count - 1
     return {
         "W6 idle PSS MiB": {"spad": idle / 1024, "floor": None, "supervisord": sup_idle / 1024},
-        "W6 PSS MiB, 1 workflow running": {"spad": one / 1024, "floor": floor_one / 1024,
-                                           "supervisord": sup_one / 1024},
-        "W6 PSS MiB per further workflow": {"spad": (full - one) / per / 1024,
-                                            "floor": (floor_full - floor_one) / per / 1024,
-                                            "supervisord": (sup_full - sup_one) / per / 1024},
-        f"W7 s to resume {count} workflows": {"spad": recovery, "floor": None,
-                                              "supervisord": None},
+        "W6 PSS MiB, 1 workflow running": {
+            "spad": one / 1024,
+            "floor": floor_one / 1024,
+            "supervisord": sup_one / 1024,
+        },
+        "W6 PSS MiB per further workflow": {
+            "spad": (full - one) / per / 1024,
+            "floor": (floor_full - floor_one) / per / 1024,
+            "supervisord": (sup_full - sup_one) / per / 1024,
+        },
+        f"W7 s to resume {count} workflows": {"spad": recovery, "floor": None, "supervisord": None},
     }
 
 
 WORKLOADS: list[Callable[[Sizes], dict[str, Metrics]]] = [
-    w1_chain, w2_w5_fan_out, w3_graceful, w4_restart, w6_w7_memory_recovery]
+    w1_chain,
+    w2_w5_fan_out,
+    w3_graceful,
+    w4_restart,
+    w6_w7_memory_recovery,
+]
 SYSTEMS = ("spad", "floor", "bash", "supervisord")
 
 
@@ -353,8 +464,12 @@ def summarise(samples: dict[str, dict[str, list[float]]]) -> dict[str, dict[str,
         row: dict[str, Any] = {}
         for system, values in systems.items():
             if values:
-                row[system] = {"median": statistics.median(values), "min": min(values),
-                               "max": max(values), "runs": values}
+                row[system] = {
+                    "median": statistics.median(values),
+                    "min": min(values),
+                    "max": max(values),
+                    "runs": values,
+                }
         spad = row.get("spad", {}).get("median")
         for other in ("floor", "supervisord"):
             value = row.get(other, {}).get("median")
@@ -371,16 +486,22 @@ def _cell(entry: dict[str, Any] | None) -> str:
 
 
 def print_table(table: dict[str, dict[str, Any]]) -> None:
-    header = (f"{'workload':<42} {'spad':>22} {'floor':>22} {'bash':>10} {'supervisord':>22} "
-              f"{'spad/floor':>10} {'spad/sup':>9}")
+    header = (
+        f"{'workload':<42} {'spad':>22} {'floor':>22} {'bash':>10} {'supervisord':>22} "
+        f"{'spad/floor':>10} {'spad/sup':>9}"
+    )
     print(header)
     print("-" * len(header))
     for metric, row in table.items():
-        ratios = [f"{row[k]:.2f}" if row.get(k) is not None else "-"
-                  for k in ("spad/floor", "spad/supervisord")]
-        print(f"{metric:<42} {_cell(row.get('spad')):>22} {_cell(row.get('floor')):>22} "
-              f"{_cell(row.get('bash')):>10} {_cell(row.get('supervisord')):>22} "
-              f"{ratios[0]:>10} {ratios[1]:>9}")
+        ratios = [
+            f"{row[k]:.2f}" if row.get(k) is not None else "-"
+            for k in ("spad/floor", "spad/supervisord")
+        ]
+        print(
+            f"{metric:<42} {_cell(row.get('spad')):>22} {_cell(row.get('floor')):>22} "
+            f"{_cell(row.get('bash')):>10} {_cell(row.get('supervisord')):>22} "
+            f"{ratios[0]:>10} {ratios[1]:>9}"
+        )
 
 
 def main() -> int:
@@ -403,10 +524,22 @@ def main() -> int:
     table = summarise(samples)
     print_table(table)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "machine": {"cpus": multiprocessing.cpu_count(), "python": platform.python_version(),
-                    "kernel": platform.release(), "spad_python": str(BIN)},
-        "quick": args.quick, "runs": runs, "results": table}, indent=2))
+    args.json.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "cpus": multiprocessing.cpu_count(),
+                    "python": platform.python_version(),
+                    "kernel": platform.release(),
+                    "spad_python": str(BIN),
+                },
+                "quick": args.quick,
+                "runs": runs,
+                "results": table,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -46,7 +46,9 @@ class Spad:
         with log.open("ab") as out:
             self.process = subprocess.Popen(
                 [str(BIN / "spad"), "--home", str(self.home), "--listen", "127.0.0.1:0"],
-                stdout=out, stderr=subprocess.STDOUT)
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         url = wait_until(lambda: (m := re.search(r"serving (\S+)", log.read_text())) and m[1])
         self.client = Client(url, (self.home / "token").read_text().strip())
         self.client.call("list")
@@ -67,8 +69,9 @@ class Spad:
         return self.client.call(method, **params)
 
     def define(self, workflow: str, tasks: list[dict[str, Any]]) -> None:
-        self.call("create", project={"name": "bench", "workflows": [
-            {"name": workflow, "tasks": tasks}]})
+        self.call(
+            "create", project={"name": "bench", "workflows": [{"name": workflow, "tasks": tasks}]}
+        )
 
     def db(self) -> sqlite3.Connection:
         conn = sqlite3.connect(f"file:{self.home / 'spa.db'}?mode=ro", uri=True, timeout=10)
@@ -79,15 +82,24 @@ class Spad:
         return str(conn.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0])
 
     def count_tasks(self, conn: sqlite3.Connection, run_id: int, status: str) -> int:
-        return int(conn.execute("SELECT count(*) FROM run_tasks WHERE run_id = ? AND status = ?",
-                                (run_id, status)).fetchone()[0])
+        return int(
+            conn.execute(
+                "SELECT count(*) FROM run_tasks WHERE run_id = ? AND status = ?", (run_id, status)
+            ).fetchone()[0]
+        )
 
     def own_pids(self) -> list[int]:
         """The server and its runners (and the alarm watcher, if any): not the tasks."""
         assert self.process is not None
-        runners = [int(p) for p in subprocess.run(
-            ["pgrep", "-f", f"spad.(runner|alarms.watcher) {self.home}"], capture_output=True,
-            text=True, check=False).stdout.split()]
+        runners = [
+            int(p)
+            for p in subprocess.run(
+                ["pgrep", "-f", f"spad.(runner|alarms.watcher) {self.home}"],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.split()
+        ]
         return [self.process.pid, *runners]
 
     def own_pss(self) -> int:
@@ -98,8 +110,12 @@ class Spad:
         pids = self.own_pids()
         tasks = []
         with self.db() as conn:
-            tasks = [r[0] for r in conn.execute(
-                "SELECT pid FROM run_tasks WHERE pid IS NOT NULL AND ended_at IS NULL")]
+            tasks = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT pid FROM run_tasks WHERE pid IS NOT NULL AND ended_at IS NULL"
+                )
+            ]
         kill_all(pids + tasks)
         if self.process is not None:
             self.process.wait()
@@ -142,7 +158,9 @@ class Supervisord:
         started = time.perf_counter()
         self.process = subprocess.Popen(
             [str(BIN / "supervisord"), "-c", str(self.folder / "supervisord.conf")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_until(self._answers, step=0.01)
         return time.perf_counter() - started
 

@@ -11,8 +11,6 @@ import ctypes
 import os
 import signal
 
-from spad import faults
-
 _PROC = "/proc"
 
 
@@ -131,8 +129,6 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def die_with_parent(parent: int) -> None:
     """In a child, before exec: SIGKILL when ``parent`` dies, even by SIGKILL."""
-    if faults.NO_KILL:
-        return
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the parent died between fork and prctl
         os._exit(1)

@@ -298,8 +298,9 @@ def test_a_bad_configuration_stops_the_start_naming_the_field(tmp_path: Path) ->
 
 
 def watchers(home: Path) -> list[str]:
-    found = subprocess.run(["pgrep", "-f", f"spad.alarms.watcher {home}"], capture_output=True,
-                           text=True, check=False)
+    found = subprocess.run(
+        ["pgrep", "-f", f"spad.alarms.watcher {home}"], capture_output=True, text=True, check=False
+    )
     return found.stdout.split()
 
 

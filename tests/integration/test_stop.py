@@ -160,3 +160,15 @@ def test_a_descendant_that_left_the_group_is_killed_too(server: Server) -> None:
     server.wait_status("w", "stopped")
     wait_for(lambda: procs.identity(escaped) is None, timeout=10, what="the escaped child to die")
     server.no_process_left()
+
+
+def test_tasks_die_with_their_runner_even_when_the_server_is_down(server: Server) -> None:
+    server.define("w", task("t", "simple", "60"))
+    server.call("run", workflow="w")
+    pid = server.wait_task("w", "t", "running")["pid"]
+    runner = runner_pid(server, "w")
+    assert server.process is not None
+    server.process.kill()  # no server: no sweep; only the parent-death signal is left
+    server.process.wait()
+    os.kill(runner, signal.SIGKILL)
+    wait_for(lambda: procs.identity(pid) is None, timeout=10, what="the task to die")

@@ -5,11 +5,13 @@ grandchildren are reaped here too)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import subprocess
+import sys
 
-from spad import procs
+from spad import faults, procs
 from spad.executors.base import Executor, Launch, TaskProcess
 
 
@@ -35,24 +37,40 @@ class LocalProcess(TaskProcess):
         return bool(procs.group_members(self.popen.pid)) if self.ended else True
 
 
+def find_helper() -> str | None:
+    """``spad-exec`` beside this interpreter (scripts/bootstrap builds it), if there."""
+    path = os.path.join(os.path.dirname(sys.executable), "spad-exec")
+    return path if os.access(path, os.X_OK) else None
+
+
 class LocalExecutor(Executor):
-    def __init__(self) -> None:
+    """Each task dies with its runner (SIGKILL as its parent-death signal): set by the
+    ``spad-exec`` helper when it is there (spawn by vfork), else between fork and exec."""
+
+    def __init__(self, helper: str | None = None) -> None:
         self._running: dict[int, LocalProcess] = {}
         self._me = os.getpid()
+        self._helper = None if faults.NO_KILL else helper
+        self._stdin = os.open(os.devnull, os.O_RDONLY)  # opened once, not per task
 
     def start(self, launch: Launch) -> LocalProcess:
+        argv, preexec = launch.argv, None
+        if self._helper is not None:
+            argv = [self._helper, str(self._me), *launch.argv]
+        elif not faults.NO_KILL:
+            preexec = functools.partial(procs.die_with_parent, self._me)
         read_end, write_end = os.pipe()
         try:
             popen = subprocess.Popen(
-                launch.argv,
-                stdin=subprocess.DEVNULL,
+                argv,
+                stdin=self._stdin,
                 stdout=write_end,
                 stderr=subprocess.STDOUT,
                 cwd=launch.cwd,
                 env=launch.env,
                 process_group=0,
                 close_fds=True,
-                preexec_fn=lambda: procs.die_with_parent(self._me),  # noqa: PLW1509 (no threads)
+                preexec_fn=preexec,  # noqa: PLW1509 (the runner has no threads)
             )
         except BaseException:
             os.close(read_end)

@@ -104,6 +104,7 @@ class Engine:
         self.finished = True
         # Tasks find spa_ctl beside this interpreter, even from a virtualenv not on PATH.
         self._path_prefix = os.path.dirname(sys.executable)
+        self._base_env = self._run_env()
 
     # -- the sequence ------------------------------------------------------------------------
 
@@ -160,20 +161,26 @@ class Engine:
             fd = process.output
             self._watch_output(fd, lambda: self._read_output(task, fd))
 
-    def _launch_spec(self, task: Task, log_path: str) -> Launch:
+    def _run_env(self) -> dict[str, str]:
+        """What every task of this run gets (built once: copying os.environ is not free)."""
         env = dict(os.environ)
-        env.update(task.env)
         env["PATH"] = self._path_prefix + os.pathsep + env.get("PATH", os.defpath)
         env.update(
             SPA_HOME=self.home,
             SPA_PROJECT=self.info.project,
             SPA_WORKFLOW=self.info.workflow,
-            SPA_TASK=task.name,
             SPA_RUN_ID=str(self.info.run_id),
-            SPA_ATTEMPT=str(task.attempt),
             SPA_URL=self.info.url,
             SPA_TOKEN=self.info.token,
         )
+        return env
+
+    def _launch_spec(self, task: Task, log_path: str) -> Launch:
+        env = {**self._base_env, **task.env}
+        if "PATH" in task.env:
+            env["PATH"] = self._path_prefix + os.pathsep + task.env["PATH"]
+        env["SPA_TASK"] = task.name
+        env["SPA_ATTEMPT"] = str(task.attempt)
         return Launch(
             argv=[os.path.join(self.home, "bin", task.function), *task.params],
             env=env,

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 
 from spad import faults, procs
-from spad.executors.local import LocalExecutor
+from spad.executors.local import LocalExecutor, find_helper
 from spad.runner.engine import Engine, RunInfo
 from spad.runner.signals import FORCED, GRACEFUL, HARD, SignalInbox
 from spad.runner.timers import Timers
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         conn,
         home,
         load_info(home, conn, run_id),
-        LocalExecutor(),
+        LocalExecutor(find_helper()),
         loop.timers,
         loop.watch,
         loop.unwatch,

@@ -16,7 +16,7 @@ from spad.alarms import logic as alarm_logic
 from spad.errors import Conflict, Invalid, NotFound
 from spad.home import Home
 from spad.model import Name, parse_ref, parse_spec, validate
-from spad.server.rpc import Method
+from spad.server.rpc import Method, RawJSON
 from spad.store import alarms as alarm_store
 from spad.store import audit, runs
 from spad.store import definitions as defs
@@ -140,22 +140,23 @@ def list_(svc: Service, p: ProjectParams) -> dict[str, Any]:
     return {"projects": projects}
 
 
-def status(svc: Service, p: TaskParams) -> dict[str, Any]:
+def status(svc: Service, p: TaskParams) -> dict[str, Any] | RawJSON:
     project = _project_name(svc, p.project)
     wf = _workflow(svc, project, p.workflow)
     run = runs.latest(svc.conn, wf["id"])
-    rows = _task_rows(svc, wf["id"], run)
-    if p.task is not None:
-        rows = [r for r in rows if r["name"] == p.task]
-        if not rows:
-            raise NotFound(f"task {p.task!r} does not exist in {project}/{p.workflow}")
-    return {
+    rows = runs.status_rows_json(svc.conn, wf["id"], run["id"] if run else None)
+    head = {
         "project": project,
         "workflow": p.workflow,
         "status": run["status"] if run else states.NOT_RUN,
         "run_id": run["id"] if run else None,
-        "tasks": rows,
     }
+    if p.task is None:  # the common case, and the large one: the rows go out as SQLite wrote them
+        return RawJSON(json.dumps(head, ensure_ascii=False)[:-1] + f', "tasks": {rows}}}')
+    tasks = [r for r in json.loads(rows) if r["name"] == p.task]
+    if not tasks:
+        raise NotFound(f"task {p.task!r} does not exist in {project}/{p.workflow}")
+    return {**head, "tasks": tasks}
 
 
 def run(svc: Service, p: RunParams) -> dict[str, Any]:
@@ -222,38 +223,6 @@ def logs(svc: Service, p: LogsParams) -> Any:
         text, offset = logfiles.read_from(path, p.offset, whole=row["ended_at"] is not None)
         return {"text": text, "offset": offset, "ended": row["ended_at"] is not None}
     return logfiles.read_tail(path, p.tail)
-
-
-def _task_rows(svc: Service, workflow_id: int, run: sqlite3.Row | None) -> list[dict[str, Any]]:
-    """The run's tasks, then any task defined since, as ``not run``."""
-    rows: list[dict[str, Any]] = []
-    if run is not None:
-        for r in runs.tasks(svc.conn, run["id"]):
-            rows.append(_task_row(r, r["status"], r))
-    seen = {r["name"] for r in rows}
-    for t in defs.tasks(svc.conn, workflow_id):
-        if t["name"] not in seen:
-            rows.append(_task_row(t, states.NOT_RUN, None))
-    return rows
-
-
-def _task_row(spec: sqlite3.Row, status: str, run_task: sqlite3.Row | None) -> dict[str, Any]:
-    def field(name: str) -> Any:
-        return run_task[name] if run_task is not None else None
-
-    return {
-        "name": spec["name"],
-        "place": spec["place"],
-        "exec": spec["exec"],
-        "function": spec["function"],
-        "params": json.loads(spec["params"]),
-        "status": status,
-        "pid": field("pid"),
-        "attempt": field("attempt"),
-        "exit_code": field("exit_code"),
-        "started_at": field("started_at"),
-        "ended_at": field("ended_at"),
-    }
 
 
 def _project_name(svc: Service, given: str | None) -> str:

@@ -46,6 +46,11 @@ Audit = Callable[[str, str, str], None]
 _MISSING = object()
 
 
+class RawJSON(str):
+    """A result that is already JSON text: spliced into the reply as it is (a large status is
+    built by SQLite; decoding and encoding it again would cost more than the query)."""
+
+
 def handle(
     body: bytes, methods: Mapping[str, Method], context: Any, audit: Audit | None = None
 ) -> bytes | None:
@@ -153,6 +158,12 @@ def _error(
 
 
 def _encode(reply: Any) -> bytes:
+    if isinstance(reply, list):
+        return b"[" + b", ".join(_encode(r) for r in reply) + b"]"
+    result = reply.get("result") if isinstance(reply, dict) else None
+    if isinstance(result, RawJSON):
+        request_id = json.dumps(reply["id"], ensure_ascii=False)
+        return f'{{"jsonrpc": "2.0", "result": {result}, "id": {request_id}}}'.encode()
     return json.dumps(reply, ensure_ascii=False).encode()
 
 
