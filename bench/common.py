@@ -12,7 +12,7 @@ from typing import Any
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 120, step: float = 0.001) -> Any:
-    """Poll ``predicate`` (tight: these are timings) until truthy; TimeoutError after ``timeout``."""
+    """Poll ``predicate`` (tight: these are timings) until truthy, or TimeoutError."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/run.py [--quick] [--runs 3] [--json bench/results/latest.json]
 
-Each workload runs ``--runs`` times against each system; the table shows medians (min–max)
+Each workload runs ``--runs`` times against each system; the table shows medians (min-max)
 and the ratios spad / floor and spad / supervisord. ``--quick`` is the small smoke version CI
 runs to keep the harness alive; its numbers mean little.
 """
@@ -26,8 +26,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from common import processes_matching, wait_until  # noqa: E402
-from systems import BIN, Spad, Supervisord  # noqa: E402
+from common import processes_matching, wait_until
+from systems import BIN, Spad, Supervisord
 
 HERE = Path(__file__).resolve().parent
 Metrics = dict[str, float | None]
@@ -403,7 +403,8 @@ def w6_w7_memory_recovery(sizes: Sizes) -> dict[str, Metrics]:
                 lambda: (
                     conn.execute(
                         "SELECT count(*) FROM run_tasks t JOIN runs r ON r.id = t.run_id "
-                        "WHERE r.finished = 0 AND r.resumed_from IS NOT NULL AND t.status = 'running'"
+                        "WHERE r.finished = 0 AND r.resumed_from IS NOT NULL"
+                        " AND t.status = 'running'"
                     ).fetchone()[0]
                     == count
                 ),
@@ -482,7 +483,7 @@ def _cell(entry: dict[str, Any] | None) -> str:
     if not entry:
         return "-"
     median, low, high = entry["median"], entry["min"], entry["max"]
-    return f"{median:.3g} ({low:.3g}–{high:.3g})" if low != high else f"{median:.3g}"
+    return f"{median:.3g} ({low:.3g}-{high:.3g})" if low != high else f"{median:.3g}"
 
 
 def print_table(table: dict[str, dict[str, Any]]) -> None:
@@ -509,11 +510,13 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes, one run (CI smoke)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
+    parser.add_argument("--only", nargs="+", metavar="W", help="workloads by name, e.g. w1_chain")
     args = parser.parse_args()
     runs = 1 if args.quick else args.runs
     sizes = Sizes(args.quick)
     samples: dict[str, dict[str, list[float]]] = {}
-    for workload in WORKLOADS:
+    chosen = [w for w in WORKLOADS if not args.only or w.__name__ in args.only]
+    for workload in chosen:
         for _ in range(runs):
             for metric, values in workload(sizes).items():
                 row = samples.setdefault(metric, {s: [] for s in SYSTEMS})

@@ -182,10 +182,8 @@ class Supervisord:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            try:
+            with contextlib.suppress(OSError, xmlrpc.client.Fault):
                 self.rpc().supervisor.stopAllProcesses(True)
-            except (OSError, xmlrpc.client.Fault):
-                pass
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=30)

@@ -13,7 +13,7 @@ import selectors
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from spad import faults, procs
 from spad.executors.local import LocalExecutor, find_helper
@@ -49,6 +49,18 @@ def load_info(home: str, conn: sqlite3.Connection, run_id: int) -> RunInfo:
     )
 
 
+@contextlib.contextmanager
+def batch(conn: sqlite3.Connection) -> Iterator[None]:
+    """One deferred transaction: it takes the write lock only if something is written."""
+    conn.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def _read(path: str) -> str:
     with open(path) as handle:
         return handle.read().strip()
@@ -67,14 +79,19 @@ class Loop:
     def unwatch(self, fd: int) -> None:
         self.selector.unregister(fd)
 
-    def run(self, engine: Engine, inbox: SignalInbox) -> None:
+    def run(self, engine: Engine, inbox: SignalInbox, conn: sqlite3.Connection) -> None:
+        """Each turn's transitions commit together, before the loop waits again: one commit
+        where a task ends and the next starts, one for a hundred tasks started at once."""
         self.watch(inbox.fileno(), lambda: self._on_signals(engine, inbox))
-        engine.start()
+        with batch(conn):
+            engine.start()
         while not engine.done:
-            for key, _ in self.selector.select(self.timers.timeout()):
-                key.data()
-            self.timers.run_due()
-            engine.collect()
+            ready = self.selector.select(self.timers.timeout())
+            with batch(conn):
+                for key, _ in ready:
+                    key.data()
+                self.timers.run_due()
+                engine.collect()
 
     @staticmethod
     def _on_signals(engine: Engine, inbox: SignalInbox) -> None:
@@ -119,6 +136,6 @@ def main(argv: list[str] | None = None) -> int:
     row = runs.get(conn, run_id)
     if row is not None and row["stop_request"]:
         engine.stop(row["stop_request"])
-    loop.run(engine, inbox)
+    loop.run(engine, inbox, conn)
     kill_leftovers()
     return 0
