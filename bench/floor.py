@@ -94,7 +94,7 @@ WORKLOADS = {"chain": chain, "fan_out": fan_out, "graceful": graceful, "memory":
 
 def main() -> int:
     workload, number = sys.argv[1], float(sys.argv[2])
-    asyncio.set_child_watcher(asyncio.PidfdChildWatcher())  # type: ignore[attr-defined]
+    asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
     if workload == "restart":
         result = asyncio.run(restart(number))
     else:

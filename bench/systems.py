@@ -166,7 +166,7 @@ class Supervisord:
 
     def _answers(self) -> bool:
         try:
-            return self.rpc().supervisor.getState()["statename"] == "RUNNING"  # type: ignore[no-any-return,index]
+            return self.rpc().supervisor.getState()["statename"] == "RUNNING"  # type: ignore[no-any-return]
         except OSError:
             return False
 
