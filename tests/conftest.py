@@ -214,6 +214,29 @@ class Server:
 
 
 @pytest.fixture
+def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
+    """A fresh store in a real SQLite file, schema applied."""
+    from spad.store.sqlite import connect, migrate
+
+    connection = connect(tmp_path / "spa.db")
+    migrate(connection)
+    yield connection
+    connection.close()
+
+
+def run_spad(*args: str) -> subprocess.CompletedProcess[str]:
+    """The ``spad`` command, as a user runs it (without the virtualenv on PATH)."""
+    return subprocess.run(
+        [str(VENV_BIN / "spad"), *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.fixture
 def home(tmp_path: Path) -> Path:
     return tmp_path / "home"
 

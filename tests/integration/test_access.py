@@ -10,31 +10,20 @@ import pytest
 import trustme
 
 from spad.client import Client, ServerError
-from tests.conftest import VENV_BIN, Server, clean_env, seed, task
-
-
-def spad(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(VENV_BIN / "spad"), *args],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=30,
-        check=False,
-    )
+from tests.conftest import VENV_BIN, Server, clean_env, run_spad, seed, task
 
 
 def test_a_rotated_token_replaces_the_old_one_at_once(server: Server) -> None:
     old = server.token
     assert server.call("list") == {"projects": []}
-    result = spad("token", "--rotate", "--home", str(server.home))
+    result = run_spad("token", "--rotate", "--home", str(server.home))
     assert result.returncode == 0, result.stderr
     new = result.stdout.strip()
     assert new != old and new == server.token
     with pytest.raises(ServerError, match="unauthorized"):
         Client(server.url, old).call("list")
     assert Client(server.url, new).call("list") == {"projects": []}
-    assert spad("token", "--home", str(server.home)).stdout.strip() == new
+    assert run_spad("token", "--home", str(server.home)).stdout.strip() == new
 
 
 def test_tls(make_server: Callable[..., Server], tmp_path: Path) -> None:
@@ -83,7 +72,7 @@ def test_a_task_sets_its_status_over_tls(
 
 @pytest.mark.parametrize("address", ["0.0.0.0:0", "[::]:0"])
 def test_listening_beyond_loopback_needs_a_flag(tmp_path: Path, address: str) -> None:
-    result = spad("--home", str(tmp_path / "h"), "--listen", address)
+    result = run_spad("--home", str(tmp_path / "h"), "--listen", address)
     assert result.returncode == 2 and "--allow-remote" in result.stderr
     assert result.stderr.count("\n") == 1
 

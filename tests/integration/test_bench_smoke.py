@@ -1,4 +1,4 @@
-"""The benchmark harness keeps working (a small N; the numbers are not asserted)."""
+"""The benchmark harnesses keep working (small sizes; the numbers are not asserted)."""
 
 from __future__ import annotations
 
@@ -10,23 +10,28 @@ from pathlib import Path
 from tests.conftest import REPO
 
 
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=600, check=False, cwd=REPO
+    )
+
+
 def test_runner_memory_bench_runs(tmp_path: Path) -> None:
     out = tmp_path / "memory.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "bench" / "runner_memory.py"),
-            "--workflows",
-            "2",
-            "--json",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run("bench/runner_memory.py", "--workflows", "2", "--json", str(out))
     assert result.returncode == 0, result.stderr
     assert "PSS ratio" in result.stdout
     row = json.loads(out.read_text())["results"][0]
     assert row["workflows"] == 2 and row["runner_pss_kib"] > 0 and row["floor_pss_kib"] > 0
+
+
+def test_the_side_by_side_bench_runs_every_workload(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = run("bench/run.py", "--quick", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    table = json.loads(out.read_text())["results"]
+    for workload in ("W1", "W2", "W3", "W4", "W5", "W6", "W7"):
+        assert any(metric.startswith(workload) for metric in table), workload
+    chain = next(v for k, v in table.items() if k.startswith("W1 marginal"))
+    assert chain["spad"]["median"] > 0 and chain["floor"]["median"] > 0
+    assert "spad/floor" in result.stdout and "supervisord" in result.stdout

@@ -5,13 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import stat
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from spad.client import ServerError
-from tests.conftest import VENV_BIN, Server, clean_env, seed, task, tree
+from tests.conftest import Server, run_spad, seed, task, tree
 
 
 def test_the_home_is_made_on_first_start(server: Server) -> None:
@@ -177,17 +176,6 @@ def test_list_and_the_current_project_survive_a_restart(home: Path, make_server)
         "run_id": None,
     }
     assert second.call("dump")["context"]["project"]["name"] == "pr1"
-
-
-def run_spad(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(VENV_BIN / "spad"), *args],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=30,
-        check=False,
-    )
 
 
 def test_an_unwritable_home_is_one_line_and_exit_2(tmp_path: Path) -> None:

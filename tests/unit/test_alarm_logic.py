@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,15 +11,6 @@ from spad.alarms import logic
 from spad.alarms.logic import Signal
 from spad.errors import Conflict, NotFound
 from spad.store import alarms as store
-from spad.store.sqlite import connect, migrate
-
-
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = connect(tmp_path / "spa.db")
-    migrate(connection)
-    yield connection
-    connection.close()
 
 
 class Source:

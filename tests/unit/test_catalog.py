@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,16 +12,7 @@ from spad.errors import Conflict, Forbidden, NotFound
 from spad.model import parse_ref, parse_spec
 from spad.store import definitions as defs
 from spad.store import runs
-from spad.store.sqlite import connect, migrate
 from tests.conftest import seed, task, tree
-
-
-@pytest.fixture
-def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = connect(tmp_path / "spa.db")
-    migrate(connection)
-    yield connection
-    connection.close()
 
 
 def create(conn: sqlite3.Connection, params: dict[str, Any]) -> dict[str, Any]:
