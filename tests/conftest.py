@@ -167,6 +167,19 @@ class Server:
         result: dict[str, Any] = wait_for(check, timeout, f"task {name} to be {wanted}")
         return result
 
+    def wait_trapped(self, workflow: str, name: str, project: str = "pr1") -> None:
+        """Until the ``stubborn`` sample has set its trap (it says so): "running" only means
+        started, and a SIGTERM before the trap would end it at once."""
+
+        def said() -> bool:
+            try:
+                text = self.call("logs", project=project, workflow=workflow, task=name)
+            except Exception:  # no attempt yet
+                return False
+            return "ignoring SIGTERM" in str(text)
+
+        wait_for(said, what=f"{name} to ignore SIGTERM")
+
     def define(self, workflow: str, *tasks: dict[str, Any], **fields: Any) -> None:
         """Create ``workflow`` in pr1 with these tasks."""
         self.call("create", **tree([{"name": workflow, "tasks": list(tasks), **fields}]))

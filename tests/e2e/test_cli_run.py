@@ -31,6 +31,7 @@ def test_stop_wait_returns_when_stopped(server: Server) -> None:
     )
     ok(server, "run", "-w", "w")
     server.wait_task("w", "s", "running")
+    server.wait_trapped("w", "s")
     assert "w: stopped" in ok(server, "stop", "-w", "w", "--wait")
     assert server.task("w", "s")["status"] == "killed"
 

@@ -112,6 +112,7 @@ def test_a_workflow_stopping_at_the_cut_ends_stopped(make_server: Callable[..., 
     )
     run_id = before.call("run", workflow="w")["run_id"]
     before.wait_task("w", "t", "running")
+    before.wait_trapped("w", "t")
     before.call("stop", workflow="w")
     before.wait_task("w", "t", "stopping")
     before.kill_everything()

@@ -27,6 +27,7 @@ def test_stop_is_graceful_then_escalates(server: Server) -> None:
     )
     server.call("run", workflow="w")
     wait_for(lambda: all(t["status"] == "running" for t in server.status("w")["tasks"]))
+    server.wait_trapped("w", "hard")
     started = time.monotonic()
     reply = server.call("stop", workflow="w")
     assert reply["status"] == "stopping"
@@ -96,6 +97,7 @@ def test_immortal_is_watched_until_it_dies(make_server) -> None:
     server.define("w", task("t", "stubborn", "60", stop_timeout=0.2))
     server.call("run", workflow="w")
     pid = server.wait_task("w", "t", "running")["pid"]
+    server.wait_trapped("w", "t")
     server.call("stop", workflow="w")
     state = server.wait_status("w", "stopped")
     assert state["tasks"][0]["status"] == f"immortal({pid})"

@@ -1,5 +1,5 @@
-"""The HTTP side: ``POST /rpc`` and ``POST /`` carry JSON-RPC 2.0; ``PUT`` and ``GET
-/files/<area>/<path>`` stream files. Token and origin are checked on every route.
+"""The routes: ``POST /rpc`` and ``POST /`` carry JSON-RPC 2.0; ``PUT`` and ``GET
+/files/<area>/<path>`` stream files. Token and origin are checked on every request.
 
 Every refusal has a JSON error body in JSON-RPC's shape, so ``curl`` users see why.
 """
@@ -7,22 +7,18 @@ Every refusal has a JSON error body in JSON-RPC's shape, so ``curl`` users see w
 from __future__ import annotations
 
 import hmac
-import logging
 import os
-from collections.abc import Awaitable, Callable
-
-from aiohttp import web
+import urllib.parse
 
 from spad.home import Home
 from spad.server import files, rpc
+from spad.server.http import BodyTooLarge, Request
 from spad.server.methods import METHODS, Service
-from spad.server.replies import MAX_FILE, SERVICE, refusal
+from spad.server.replies import refusal
 from spad.store import audit
 
-log = logging.getLogger("spad.http")
-
 MAX_BODY = 16 * 1024 * 1024
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+FILES = "/files/"
 
 
 class TokenCheck:
@@ -49,77 +45,77 @@ class TokenCheck:
         return self._token
 
 
-TOKEN: web.AppKey[TokenCheck] = web.AppKey("token", TokenCheck)
-
-
-def _foreign_origin(request: web.Request) -> bool:
+def _foreign_origin(request: Request) -> bool:
     """A browser page from elsewhere sends its own Origin; only ours may drive the server."""
-    origin = request.headers.get("Origin")
+    origin = request.headers.get("origin")
     if origin is None:
         return False
-    return origin.rstrip("/") != f"{request.scheme}://{request.host}"
+    return origin.rstrip("/") != f"{request.scheme}://{request.headers.get('host', '')}"
 
 
-@web.middleware
-async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Token first (nothing is said to a stranger), then the origin."""
-    if not request.app[TOKEN].accepts(request.headers.get("Authorization", "")):
-        return refusal(
-            401,
-            -32000,
-            "unauthorized: send 'Authorization: Bearer <token>' with "
-            "the contents of $SPA_HOME/token",
-            "forbidden",
-        )
-    if _foreign_origin(request):
-        return refusal(
-            403,
-            -32000,
-            "refused: requests from a web page of another origin cannot drive spad",
-            "forbidden",
-        )
-    return await handler(request)
+class Api:
+    def __init__(self, service: Service, max_file_size: int = files.DEFAULT_MAX_FILE) -> None:
+        self.service = service
+        self.max_file_size = max_file_size
+        self.token = TokenCheck(service.home)
 
+    async def __call__(self, request: Request) -> None:
+        """Token first (nothing is said to a stranger), then the origin, then the route."""
+        if not self.token.accepts(request.headers.get("authorization", "")):
+            await refusal(
+                request,
+                401,
+                -32000,
+                "unauthorized: send 'Authorization: Bearer "
+                "<token>' with the contents of $SPA_HOME/token",
+                "forbidden",
+            )
+        elif _foreign_origin(request):
+            await refusal(
+                request,
+                403,
+                -32000,
+                "refused: requests from a web page of another origin cannot drive spad",
+                "forbidden",
+            )
+        elif request.path in ("/rpc", "/") and request.method == "POST":
+            await self.rpc(request)
+        elif request.path.startswith(FILES) and request.method in ("GET", "PUT"):
+            remote = urllib.parse.unquote(request.path[len(FILES) :])
+            if request.method == "PUT":
+                await files.put(request, self.service, remote, self.max_file_size)
+            else:
+                await files.get(request, self.service, remote)
+        else:
+            await refusal(
+                request,
+                404,
+                -32601,
+                f"no such route: {request.method} "
+                f"{request.path} (POST /rpc, PUT or GET /files/<area>/<path>)",
+                "not_found",
+            )
 
-def client_of(request: web.Request) -> str:
-    return request.remote or "unknown"
+    async def rpc(self, request: Request) -> None:
+        try:
+            body = await request.read(MAX_BODY)
+        except BodyTooLarge:
+            await refusal(
+                request,
+                413,
+                rpc.INVALID_REQUEST,
+                f"request body over {MAX_BODY // (1024 * 1024)} MiB: send less",
+                "invalid",
+            )
+            await request.discard()
+            return
+        service = self.service
 
+        def record(method: str, outcome: str, detail: str) -> None:
+            audit.record(service.conn, method, request.peer, outcome, detail)
 
-async def handle_rpc(request: web.Request) -> web.StreamResponse:
-    if (request.content_length or 0) > MAX_BODY:
-        return _too_large()
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return _too_large()
-    service = request.app[SERVICE]
-    client = client_of(request)
-
-    def record(method: str, outcome: str, detail: str) -> None:
-        audit.record(service.conn, method, client, outcome, detail)
-
-    reply = rpc.handle(body, METHODS, service, record)
-    if reply is None:
-        return web.Response(status=204)
-    return web.Response(body=reply, content_type="application/json")
-
-
-def _too_large() -> web.Response:
-    return refusal(
-        413,
-        rpc.INVALID_REQUEST,
-        f"request body over {MAX_BODY // (1024 * 1024)} MiB: send less",
-        "invalid",
-    )
-
-
-def make_app(service: Service, max_file_size: int = files.DEFAULT_MAX_FILE) -> web.Application:
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[guard])
-    app[SERVICE] = service
-    app[TOKEN] = TokenCheck(service.home)
-    app[MAX_FILE] = max_file_size
-    app.router.add_post("/rpc", handle_rpc)
-    app.router.add_post("/", handle_rpc)
-    app.router.add_put("/files/{path:.*}", files.put)
-    app.router.add_get("/files/{path:.*}", files.get)
-    return app
+        reply = rpc.handle(body, METHODS, service, record)
+        if reply is None:
+            await request.respond(204)
+        else:
+            await request.respond(200, reply)

@@ -16,11 +16,11 @@ import os
 import re
 import tempfile
 
-from aiohttp import web
-
 from spad import areas
 from spad.errors import Invalid, SpadError
-from spad.server.replies import MAX_FILE, SERVICE, refusal, refuse
+from spad.server.http import Request
+from spad.server.methods import Service
+from spad.server.replies import refusal, refuse
 from spad.store import audit
 
 CHUNK = 1024 * 1024
@@ -32,45 +32,47 @@ class _TooLarge(Exception):
     pass
 
 
-async def put(request: web.Request) -> web.StreamResponse:
-    service = request.app[SERVICE]
-    limit = request.app[MAX_FILE]
-    remote = request.match_info["path"]
+async def put(request: Request, service: Service, remote: str, limit: int) -> None:
     try:
         place = areas.for_writing(service.home, remote)
-        expected = request.headers.get("X-Content-SHA256", "").lower()
+        expected = request.headers.get("x-content-sha256", "").lower()
         if not _SHA256.match(expected):
             raise Invalid("send the file's sha256 in the X-Content-SHA256 header (64 hex digits)")
         if (request.content_length or 0) > limit:
             raise _TooLarge
-        executable = request.headers.get("X-Executable", "").lower() in ("1", "true", "yes")
+        executable = request.headers.get("x-executable", "").lower() in ("1", "true", "yes")
         size = await _receive(request, place.path, expected, executable, limit)
     except SpadError as exc:
-        audit.record(service.conn, "file_put", _client(request), f"refused: {exc.message}", remote)
-        return refuse(exc)
+        audit.record(service.conn, "file_put", request.peer, f"refused: {exc.message}", remote)
+        await refuse(request, exc)
+        await request.discard()
+        return
     except _TooLarge:
-        audit.record(service.conn, "file_put", _client(request), "refused: too large", remote)
-        return refusal(
+        audit.record(service.conn, "file_put", request.peer, "refused: too large", remote)
+        await refusal(
+            request,
             413,
             -32004,
             f"the file is over the limit of {limit} bytes (spad --max-file-size changes it)",
             "invalid",
         )
-    audit.record(service.conn, "file_put", _client(request), "ok", f"{place.remote} {size} bytes")
-    return web.json_response(
-        {"path": place.remote, "size": size, "sha256": expected, "executable": executable}
+        await request.discard()
+        return
+    audit.record(service.conn, "file_put", request.peer, "ok", f"{place.remote} {size} bytes")
+    await request.respond_json(
+        200, {"path": place.remote, "size": size, "sha256": expected, "executable": executable}
     )
 
 
 async def _receive(
-    request: web.Request, target: os.PathLike[str], expected: str, executable: bool, limit: int
+    request: Request, target: os.PathLike[str], expected: str, executable: bool, limit: int
 ) -> int:
     folder = os.path.dirname(target)
     os.makedirs(folder, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=folder, prefix=".", suffix=".spad-upload")
     try:
         digest, size = hashlib.sha256(), 0
-        async for chunk in request.content.iter_chunked(CHUNK):
+        async for chunk in request.chunks():
             size += len(chunk)
             if size > limit:
                 raise _TooLarge
@@ -96,33 +98,32 @@ async def _receive(
     return size
 
 
-async def get(request: web.Request) -> web.StreamResponse:
-    service = request.app[SERVICE]
+async def get(request: Request, service: Service, remote: str) -> None:
     try:
-        place = areas.for_reading(service.home, request.match_info["path"])
+        place = areas.for_reading(service.home, remote)
     except SpadError as exc:
-        return refuse(exc)
+        await refuse(request, exc)
+        return
     fd = os.open(place.path, os.O_RDONLY)
     try:
         size = os.fstat(fd).st_size
         digest = await asyncio.to_thread(_sha256_of, fd, size)
-        response = web.StreamResponse(
-            headers={
+        await request.start_stream(
+            200,
+            {
                 "Content-Type": "application/octet-stream",
                 "Content-Length": str(size),
                 "X-Content-SHA256": digest,
-            }
+            },
         )
-        await response.prepare(request)
         offset = 0
         while offset < size:
             chunk = os.pread(fd, min(CHUNK, size - offset), offset)
             if not chunk:
                 break
-            await response.write(chunk)
+            await request.write(chunk)
             offset += len(chunk)
-        await response.write_eof()
-        return response
+        await request.end_stream()
     finally:
         os.close(fd)
 
@@ -136,7 +137,3 @@ def _sha256_of(fd: int, size: int) -> str:
         digest.update(chunk)
         offset += len(chunk)
     return digest.hexdigest()
-
-
-def _client(request: web.Request) -> str:
-    return request.remote or "unknown"

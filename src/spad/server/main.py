@@ -15,14 +15,13 @@ import ssl
 import sys
 from dataclasses import dataclass
 
-from aiohttp import web
-
 from spad import home as homes
 from spad import provision
 from spad.alarms import config as alarm_config
 from spad.errors import HomeError
-from spad.server.app import make_app
+from spad.server.app import Api
 from spad.server.files import DEFAULT_MAX_FILE
+from spad.server.http import HttpServer
 from spad.server.methods import Service
 from spad.server.supervisor import Supervisor
 from spad.server.watcher_process import WatcherProcess
@@ -125,20 +124,15 @@ async def serve(home: homes.Home, options: Options) -> None:
     supervisor = Supervisor(home, conn, url="")
     watcher = WatcherProcess(home)
     service = Service(home, conn, supervisor, wake_alarms=watcher.ensure_running)
-    app = make_app(service, options.max_file_size)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, options.host, options.port, reuse_address=True, ssl_context=context)
+    server = HttpServer(Api(service, options.max_file_size))
     try:
-        await site.start()
+        bound_port = await server.start(options.host, options.port, context)
     except OSError as exc:
-        await runner.cleanup()
         raise HomeError(
             f"cannot listen on {options.host}:{options.port} ({exc.strerror}): "
             "give another address with --listen HOST:PORT"
         ) from None
     # The port actually bound (``--listen HOST:0`` picks a free one); tasks call back here.
-    bound_port = runner.addresses[0][1]
     wildcard = options.host in ("0.0.0.0", "", "::")
     url_host = "127.0.0.1" if wildcard else options.host
     if ":" in url_host:
@@ -160,7 +154,7 @@ async def serve(home: homes.Home, options: Options) -> None:
     log.info("spad stopping; runners go on and will be adopted at the next start")
     supervisor.close()
     watcher.close()
-    await runner.cleanup()
+    await server.close()
     conn.close()
 
 

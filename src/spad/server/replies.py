@@ -1,14 +1,13 @@
-"""What every HTTP handler shares: the application keys and JSON error replies."""
+"""JSON error replies, shared by the routes."""
 
 from __future__ import annotations
 
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from spad.errors import Conflict, Forbidden, Invalid, NotFound, SpadError
-from spad.server.methods import Service
 
-SERVICE: web.AppKey[Service] = web.AppKey("service", Service)
-MAX_FILE: web.AppKey[int] = web.AppKey("max_file", int)
+if TYPE_CHECKING:
+    from spad.server.http import Request
 
 #: The HTTP status that goes with each kind of error outside JSON-RPC (files).
 HTTP_STATUS: dict[type[SpadError], int] = {
@@ -19,16 +18,18 @@ HTTP_STATUS: dict[type[SpadError], int] = {
 }
 
 
-def refusal(status: int, code: int, message: str, kind: str) -> web.Response:
-    body = {
-        "jsonrpc": "2.0",
-        "error": {"code": code, "message": message, "data": {"kind": kind}},
-        "id": None,
-    }
-    return web.json_response(body, status=status)
+async def refusal(request: Request, status: int, code: int, message: str, kind: str) -> None:
+    await request.respond_json(
+        status,
+        {
+            "jsonrpc": "2.0",
+            "error": {"code": code, "message": message, "data": {"kind": kind}},
+            "id": None,
+        },
+    )
 
 
-def refuse(error: SpadError, status: int | None = None) -> web.Response:
-    return refusal(
-        status or HTTP_STATUS.get(type(error), 400), error.code, error.message, error.kind
+async def refuse(request: Request, error: SpadError, status: int | None = None) -> None:
+    await refusal(
+        request, status or HTTP_STATUS.get(type(error), 400), error.code, error.message, error.kind
     )

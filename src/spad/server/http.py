@@ -1,0 +1,225 @@
+"""A small HTTP/1.1 server: asyncio streams, with h11 doing the protocol.
+
+Why not a framework: aiohttp alone costs the server 26 MiB of memory, more than a whole
+supervisord; spad needs four routes. h11 parses and frames (keep-alive, chunked bodies, bad
+requests); this module reads and writes sockets, enforces time limits, and hands each request
+to one handler. Bodies are streamed: a handler reads ``Request.chunks()``, never the whole
+body unless it asks (``Request.read(limit)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import h11
+
+log = logging.getLogger("spad.http")
+
+READ_SIZE = 64 * 1024
+#: A client must send its request line and headers within this (slow clients do not pile up).
+HEADER_TIMEOUT = 30.0
+#: And each piece of a body within this.
+BODY_TIMEOUT = 60.0
+#: An idle kept-alive connection is closed after this.
+KEEP_ALIVE = 75.0
+MAX_HEADER_BYTES = 64 * 1024
+
+
+class BodyTooLarge(Exception):
+    """The body is over the limit the handler gave."""
+
+
+class Request:
+    def __init__(self, connection: _Connection, event: h11.Request, scheme: str) -> None:
+        self._connection = connection
+        self.method = event.method.decode("ascii", "replace")
+        self.target = event.target.decode("ascii", "replace")
+        self.path = self.target.split("?", 1)[0]
+        self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers}
+        self.scheme = scheme
+        self.peer = connection.peer
+
+    @property
+    def content_length(self) -> int | None:
+        value = self.headers.get("content-length")
+        return int(value) if value and value.isdigit() else None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body, piece by piece as it arrives."""
+        while True:
+            event = await self._connection.next_event(BODY_TIMEOUT)
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                return
+            else:
+                raise h11.RemoteProtocolError("the body ended early")
+
+    async def read(self, limit: int) -> bytes:
+        """The whole body, or BodyTooLarge past ``limit`` bytes."""
+        if (self.content_length or 0) > limit:
+            raise BodyTooLarge
+        parts, size = [], 0
+        async for chunk in self.chunks():
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def discard(self, cap: int = 256 * 1024 * 1024) -> None:
+        """Read and drop what is left of the body (up to ``cap``), so that a client still
+        sending it reads the reply instead of a reset connection."""
+        if (self.content_length or 0) > cap:
+            return
+        with contextlib.suppress(h11.RemoteProtocolError, h11.LocalProtocolError):
+            async for _ in self.chunks():
+                pass
+
+    async def respond(
+        self, status: int, body: bytes = b"", content_type: str = "application/json"
+    ) -> None:
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        await self._connection.send(h11.Response(status_code=status, headers=headers))
+        if body:
+            await self._connection.send(h11.Data(data=body))
+        await self._connection.send(h11.EndOfMessage())
+
+    async def respond_json(self, status: int, value: Any) -> None:
+        await self.respond(status, json.dumps(value, ensure_ascii=False).encode())
+
+    async def start_stream(self, status: int, headers: dict[str, str]) -> None:
+        await self._connection.send(h11.Response(status_code=status, headers=list(headers.items())))
+
+    async def write(self, data: bytes) -> None:
+        await self._connection.send(h11.Data(data=data))
+
+    async def end_stream(self) -> None:
+        await self._connection.send(h11.EndOfMessage())
+
+
+Handler = Callable[[Request], Awaitable[None]]
+
+
+class _Connection:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        peer = writer.get_extra_info("peername")
+        self.peer = str(peer[0]) if isinstance(peer, tuple) else "local"
+
+    async def next_event(self, timeout: float) -> Any:
+        while True:
+            event = self.h11.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+            self.h11.receive_data(data)
+
+    async def send(self, event: Any) -> None:
+        data = self.h11.send(event)
+        if data:
+            self.writer.write(data)
+            await self.writer.drain()
+
+
+class HttpServer:
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self._server: asyncio.Server | None = None
+        self._tls = False
+        self._connections: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int, tls: ssl.SSLContext | None) -> int:
+        """Listen; returns the port bound (``port`` 0 picks a free one)."""
+        self._tls = tls is not None
+        self._server = await asyncio.start_server(
+            self._serve, host, port, ssl=tls, reuse_address=True, limit=READ_SIZE
+        )
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._connections):
+            task.cancel()
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._connections.add(task)
+        connection = _Connection(reader, writer)
+        try:
+            await self._requests(connection)
+        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            pass  # a client that went away or stalled: nothing to answer
+        except h11.RemoteProtocolError as exc:
+            await self._bad_request(connection, exc)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("a request failed")
+        finally:
+            if task is not None:
+                self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    async def _requests(self, connection: _Connection) -> None:
+        first = True
+        while True:
+            event = await connection.next_event(HEADER_TIMEOUT if first else KEEP_ALIVE)
+            first = False
+            if not isinstance(event, h11.Request):
+                return  # closed by the client
+            request = Request(connection, event, "https" if self._tls else "http")
+            await self.handler(request)
+            if connection.h11.their_state is h11.SEND_BODY:
+                return  # the handler did not read the body: close rather than drain it
+            if connection.h11.our_state is h11.MUST_CLOSE:
+                return
+            try:
+                connection.h11.start_next_cycle()
+            except h11.LocalProtocolError:
+                return
+
+    @staticmethod
+    async def _bad_request(connection: _Connection, exc: h11.RemoteProtocolError) -> None:
+        if connection.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        status = exc.error_status_hint or 400
+        body = json.dumps(
+            {
+                "jsonrpc": "2.0",
+                "id": None,
+                "error": {
+                    "code": -32600,
+                    "message": f"bad HTTP request: {exc}",
+                    "data": {"kind": "invalid"},
+                },
+            }
+        )
+        with contextlib.suppress(Exception):
+            await connection.send(
+                h11.Response(
+                    status_code=status,
+                    headers=[
+                        ("Content-Type", "application/json"),
+                        ("Content-Length", str(len(body))),
+                        ("Connection", "close"),
+                    ],
+                )
+            )
+            await connection.send(h11.Data(data=body.encode()))
+            await connection.send(h11.EndOfMessage())
