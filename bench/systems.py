@@ -51,7 +51,6 @@ class Spad:
             )
         url = wait_until(lambda: (m := re.search(r"serving (\S+)", log.read_text())) and m[1])
         self.client = Client(url, (self.home / "token").read_text().strip())
-        self.client.call("list")
         return time.perf_counter() - started
 
     def prepare_bin(self) -> None:

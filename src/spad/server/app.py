@@ -13,8 +13,8 @@ import urllib.parse
 from spad.home import Home
 from spad.server import files, rpc
 from spad.server.http import BodyTooLarge, Request
-from spad.server.methods import METHODS, Service
 from spad.server.replies import refusal
+from spad.server.service import Service
 from spad.store import audit
 
 MAX_BODY = 16 * 1024 * 1024
@@ -113,6 +113,8 @@ class Api:
 
         def record(method: str, outcome: str, detail: str) -> None:
             audit.record(service.conn, method, request.peer, outcome, detail)
+
+        from spad.server.methods import METHODS  # and pydantic: at the first call, not at start
 
         reply = rpc.handle(body, METHODS, service, record)
         if reply is None:

@@ -19,8 +19,8 @@ import tempfile
 from spad import areas
 from spad.errors import Invalid, SpadError
 from spad.server.http import Request
-from spad.server.methods import Service
 from spad.server.replies import refusal, refuse
+from spad.server.service import Service
 from spad.store import audit
 
 CHUNK = 1024 * 1024

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 
 from spad import home as homes
 from spad import provision
-from spad.alarms import config as alarm_config
 from spad.errors import HomeError
 from spad.server.app import Api
 from spad.server.files import DEFAULT_MAX_FILE
 from spad.server.http import HttpServer
-from spad.server.methods import Service
+from spad.server.service import Service
 from spad.server.supervisor import Supervisor
 from spad.server.watcher_process import WatcherProcess
 from spad.store import alarms as alarm_store
@@ -118,8 +117,7 @@ def tls_context(options: Options) -> ssl.SSLContext | None:
 
 async def serve(home: homes.Home, options: Options) -> None:
     context = tls_context(options)
-    # A bad file stops the start, naming the field.
-    alarms = alarm_config.load(home.root / "spad.toml").alarms
+    has_sources = configured_sources(home)
     conn = open_store(home)
     supervisor = Supervisor(home, conn, url="")
     watcher = WatcherProcess(home)
@@ -143,7 +141,7 @@ async def serve(home: homes.Home, options: Options) -> None:
         # Tasks call back with spa_ctl: let them trust our certificate (self-signed or not).
         supervisor.task_env["SPA_CACERT"] = os.path.abspath(options.tls_cert)
     supervisor.recover()
-    if alarms.sources or alarm_store.pending_signals(conn):
+    if has_sources or alarm_store.pending_signals(conn):
         watcher.ensure_running()
     log.info("spad serving %s with home %s", url, home.root)
     done = asyncio.Event()
@@ -156,6 +154,17 @@ async def serve(home: homes.Home, options: Options) -> None:
     watcher.close()
     await server.close()
     conn.close()
+
+
+def configured_sources(home: homes.Home) -> bool:
+    """Whether spad.toml names alarm sources; a bad file stops the start, naming the field.
+    (Read only when the file exists: its validation would load pydantic at every start.)"""
+    path = home.root / "spad.toml"
+    if not path.exists():
+        return False
+    from spad.alarms import config
+
+    return bool(config.load(path).alarms.sources)
 
 
 def check_exposure(options: Options) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,28 +12,13 @@ from spad import areas, catalog, logfiles, states
 from spad.alarms import journal
 from spad.alarms import logic as alarm_logic
 from spad.errors import Conflict, Invalid, NotFound
-from spad.home import Home
 from spad.model import Name, parse_ref, parse_spec, validate
 from spad.server.rpc import Method, RawJSON
+from spad.server.service import Service
 from spad.store import alarms as alarm_store
 from spad.store import audit, runs
 from spad.store import definitions as defs
 from spad.store.sqlite import transaction
-
-if TYPE_CHECKING:
-    from spad.server.supervisor import Supervisor
-
-
-@dataclass
-class Service:
-    """What every method works with."""
-
-    home: Home
-    conn: sqlite3.Connection
-    supervisor: Supervisor
-    #: Makes sure the alarm watcher runs (it starts on the first signal, not before).
-    wake_alarms: Callable[[], None] = lambda: None
-
 
 #: SQLite integers are 64-bit: anything larger is refused at the door.
 MAX_INT = 2**62

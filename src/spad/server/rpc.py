@@ -10,12 +10,12 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any
 
 from spad.errors import InvalidParams, SpadError
-from spad.model import validate
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 log = logging.getLogger("spad.rpc")
 
@@ -127,6 +127,8 @@ def _call(name: str, params: Any, methods: Mapping[str, Method], context: Any) -
                 if params:
                     raise InvalidParams("params are by name: give an object, not an array")
                 params = {}
+            from spad.model import validate  # pydantic: loaded with the first call
+
             params = validate(method.params, params)
         return method.function(context, params)
     except SpadError as exc:

@@ -1,0 +1,25 @@
+"""What every method and route works with. No pydantic here: the server loads the methods
+(and pydantic) at its first call, so a server nobody talks to stays small."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from spad.home import Home
+
+if TYPE_CHECKING:
+    from spad.server.supervisor import Supervisor
+
+
+@dataclass
+class Service:
+    """What every method works with."""
+
+    home: Home
+    conn: sqlite3.Connection
+    supervisor: Supervisor
+    #: Makes sure the alarm watcher runs (it starts on the first signal, not before).
+    wake_alarms: Callable[[], None] = lambda: None
