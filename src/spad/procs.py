@@ -51,15 +51,6 @@ def is_alive(pid: int | None, expected: str | None) -> bool:
     return bool(pid) and expected is not None and identity(pid or 0) == expected
 
 
-def process_group(pid: int) -> int | None:
-    fields = _stat_fields(pid)
-    return int(fields[2]) if fields else None
-
-
-def start_ticks(identity_text: str) -> int:
-    return int(identity_text.rsplit(":", 1)[1])
-
-
 def group_members(pgid: int) -> list[int]:
     """Live processes whose process group is ``pgid``."""
     members = []

@@ -21,7 +21,6 @@ from spad.store.sqlite import transaction
 
 SEVERITIES = ("info", "warning", "critical", "clear")
 RANK = {"info": 0, "warning": 1, "critical": 2}
-STATES = ("open", "acknowledged", "cleared")
 
 Event = dict[str, Any]
 

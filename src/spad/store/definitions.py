@@ -11,18 +11,6 @@ if TYPE_CHECKING:
 
 Row = sqlite3.Row
 
-TASK_FIELDS = (
-    "exec",
-    "function",
-    "params",
-    "retries",
-    "retry_delay",
-    "stop_signal",
-    "stop_timeout",
-    "env",
-    "cwd",
-)
-
 
 def project(conn: sqlite3.Connection, name: str) -> Row | None:
     row: Row | None = conn.execute("SELECT * FROM projects WHERE name = ?", (name,)).fetchone()
