@@ -70,6 +70,8 @@ def for_reading(home: Home, remote: str) -> Place:
     _refuse_escape(place, place.path)
     if place.path.is_dir():
         raise Invalid(f"{place.remote} is a folder: list it with spa_ctl file ls {place.remote}")
+    if not place.path.is_file():  # a FIFO or a device would block or never end
+        raise Invalid(f"{place.remote} is not a regular file: only files can be copied")
     return place
 
 

@@ -187,3 +187,10 @@ def test_a_1_gib_copy_keeps_the_server_memory_flat(server: Server, tmp_path: Pat
     growth_mib = (peak[0] - before) / 1024
     assert growth_mib < 64, f"the server grew by {growth_mib:.0f} MiB for a 1 GiB copy"
     assert (server.home / "data" / "big.bin").stat().st_size == 1024**3
+
+
+def test_a_fifo_is_refused_and_does_not_block_the_server(server: Server) -> None:
+    os.mkfifo(server.home / "data" / "pipe")
+    with pytest.raises(ServerError, match="not a regular file"):
+        server.client().get_file("data/pipe", io.BytesIO().write)
+    assert server.call("list") == {"projects": []}

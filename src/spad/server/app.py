@@ -7,6 +7,7 @@ Every refusal has a JSON error body in JSON-RPC's shape, so ``curl`` users see w
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 import urllib.parse
 
@@ -17,6 +18,7 @@ from spad.server.replies import refusal
 from spad.server.service import Service
 from spad.store import audit
 
+log = logging.getLogger("spad.http")
 MAX_BODY = 16 * 1024 * 1024
 FILES = "/files/"
 
@@ -60,6 +62,20 @@ class Api:
         self.token = TokenCheck(service.home)
 
     async def __call__(self, request: Request) -> None:
+        try:
+            await self.route(request)
+        except OSError as exc:  # a file that vanished or cannot be read: say so, stay up
+            log.warning("%s %s failed: %s", request.method, request.path, exc)
+            if not request.started:
+                await refusal(
+                    request,
+                    500,
+                    -32603,
+                    f"the server could not do it: {exc.strerror or exc}",
+                    "internal",
+                )
+
+    async def route(self, request: Request) -> None:
         """Token first (nothing is said to a stranger), then the origin, then the route."""
         if not self.token.accepts(request.headers.get("authorization", "")):
             await refusal(

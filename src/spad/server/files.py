@@ -104,7 +104,7 @@ async def get(request: Request, service: Service, remote: str) -> None:
     except SpadError as exc:
         await refuse(request, exc)
         return
-    fd = os.open(place.path, os.O_RDONLY)
+    fd = os.open(place.path, os.O_RDONLY | os.O_NONBLOCK)  # never wait on what is not a file
     try:
         size = os.fstat(fd).st_size
         digest = await asyncio.to_thread(_sha256_of, fd, size)

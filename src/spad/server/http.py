@@ -46,6 +46,11 @@ class Request:
         self.peer = connection.peer
 
     @property
+    def started(self) -> bool:
+        """Whether the response has begun (then an error can only close the connection)."""
+        return self._connection.h11.our_state is not h11.SEND_RESPONSE
+
+    @property
     def content_length(self) -> int | None:
         value = self.headers.get("content-length")
         return int(value) if value and value.isdigit() else None
