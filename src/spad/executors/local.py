@@ -14,10 +14,13 @@ import contextlib
 import os
 import signal
 import sys
-from typing import Any
 
 from spad import faults, procs
 from spad.executors.base import Executor, Launch, TaskProcess
+
+TYPE_CHECKING = False  # typing itself is not imported on the runner's path
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class LocalProcess(TaskProcess):
