@@ -54,6 +54,17 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def procs_with(text: str) -> list[int]:
+    """Live processes whose command line contains ``text``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{name}/cmdline", "rb") as handle:
+                if text.encode() in handle.read().replace(b"\0", b" "):
+                    found.append(int(name))
+    return found
+
+
 @dataclass
 class Server:
     home: Path
@@ -194,8 +205,9 @@ class Server:
         wait_for(lambda: not self.processes(), timeout=10, what="every process of the home to end")
 
     def processes(self) -> list[int]:
-        """Live processes that belong to this home: runners and the tasks they recorded."""
-        found = set()
+        """Live processes that belong to this home: runners, the tasks they recorded, and
+        the alarm watcher."""
+        found = set(procs_with(f"spad.alarms.watcher {self.home}"))
         if not (self.home / "spa.db").exists():
             return []
         with contextlib.closing(self.db()) as conn:
