@@ -2,15 +2,16 @@
 ``waitpid(-1)`` when SIGCHLD wakes the runner (the runner is a child subreaper, so orphaned
 grandchildren are reaped here too).
 
-Every task gets SIGKILL as its parent-death signal, so it dies with its runner. With the
-``spad-exec`` helper (built by scripts/bootstrap) a task starts by ``posix_spawn`` — vfork
-speed, and the runner never imports ``subprocess``; without it, ``subprocess`` sets the
-signal between fork and exec, about twice as slow.
+Every task gets SIGKILL as its parent-death signal, so it dies with its runner. With the spawn
+library (``spawn.c``, built by scripts/bootstrap) a task starts in one vfork and one exec, as
+fast as ``posix_spawn``, and the runner never imports ``subprocess``; without it,
+``subprocess`` sets the signal between a full fork and exec, about three times as slow.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import sys
@@ -52,24 +53,65 @@ class LocalProcess(TaskProcess):
             self._popen.returncode = code
 
 
-def find_helper() -> str | None:
-    """``spad-exec`` beside this interpreter (scripts/bootstrap builds it), if there."""
-    path = os.path.join(os.path.dirname(sys.executable), "spad-exec")
-    return path if os.access(path, os.X_OK) else None
+#: Where scripts/bootstrap puts the compiled ``spawn.c``.
+LIBRARY = os.path.join(sys.prefix, "lib", "libspad-spawn.so")
+
+
+class Spawner:
+    """``spad_spawn`` from the compiled ``spawn.c``: vfork, parent-death signal, group, exec."""
+
+    def __init__(self, path: str) -> None:
+        function = ctypes.CDLL(path, use_errno=True).spad_spawn
+        strings = ctypes.POINTER(ctypes.c_char_p)
+        function.argtypes = [
+            ctypes.c_char_p,
+            strings,
+            strings,
+            ctypes.c_char_p,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+        ]
+        function.restype = ctypes.c_int
+        self._spawn = function
+
+    def __call__(self, launch: Launch, stdin: int, output: int, parent: int) -> int:
+        path = os.fsencode(launch.argv[0])
+        argv = _strings([os.fsencode(arg) for arg in launch.argv])
+        envp = _strings([f"{key}={value}".encode() for key, value in launch.env.items()])
+        pid: int = self._spawn(path, argv, envp, os.fsencode(launch.cwd), stdin, output, parent)
+        if pid < 0:
+            number = ctypes.get_errno()
+            raise OSError(number, os.strerror(number))
+        return pid
+
+
+def _strings(items: list[bytes]) -> Any:
+    """A NULL-terminated ``char *[]``."""
+    return (ctypes.c_char_p * (len(items) + 1))(*items)
+
+
+def find_spawner() -> Spawner | None:
+    """The compiled spawn library, if scripts/bootstrap could build it."""
+    try:
+        return Spawner(LIBRARY)
+    except (OSError, AttributeError):
+        return None
 
 
 class LocalExecutor(Executor):
-    def __init__(self, helper: str | None = None) -> None:
+    def __init__(self, spawner: Spawner | None = None) -> None:
         self._running: dict[int, LocalProcess] = {}
         self._me = os.getpid()
-        self._helper = helper
+        self._spawner = spawner
         self._stdin = os.open(os.devnull, os.O_RDONLY)  # opened once, not per task
 
     def start(self, launch: Launch) -> LocalProcess:
         read_end, write_end = os.pipe()
         try:
-            if self._helper is not None and not faults.NO_KILL:
-                pid, popen = self._spawn(launch, write_end), None
+            if self._spawner is not None:
+                parent = 0 if faults.NO_KILL else self._me
+                pid, popen = self._spawner(launch, self._stdin, write_end, parent), None
             else:
                 popen = self._popen(launch, write_end)
                 pid = popen.pid
@@ -83,25 +125,16 @@ class LocalExecutor(Executor):
         self._running[pid] = process
         return process
 
-    def _spawn(self, launch: Launch, output: int) -> int:
-        """``spad-exec`` sets the parent-death signal, enters the folder and execs the task."""
-        assert self._helper is not None
-        return os.posix_spawn(
-            self._helper,
-            [self._helper, str(self._me), launch.cwd, *launch.argv],
-            launch.env,
-            file_actions=[
-                (os.POSIX_SPAWN_DUP2, self._stdin, 0),
-                (os.POSIX_SPAWN_DUP2, output, 1),
-                (os.POSIX_SPAWN_DUP2, output, 2),
-            ],
-            setpgroup=0,
-        )
-
     def _popen(self, launch: Launch, output: int) -> Any:
         import subprocess  # the fallback only: the runner's usual path does without it
 
-        preexec = None if faults.NO_KILL else (lambda: procs.die_with_parent(self._me))
+        parent = self._me
+
+        def prepare() -> None:  # in the child, between fork and exec
+            signal.pthread_sigmask(signal.SIG_SETMASK, ())
+            if not faults.NO_KILL:
+                procs.die_with_parent(parent)
+
         return subprocess.Popen(
             launch.argv,
             stdin=self._stdin,
@@ -111,7 +144,7 @@ class LocalExecutor(Executor):
             env=launch.env,
             process_group=0,
             close_fds=True,
-            preexec_fn=preexec,  # noqa: PLW1509 (the runner has no threads)
+            preexec_fn=prepare,  # noqa: PLW1509 (the runner has no threads)
         )
 
     def collect(self) -> list[tuple[TaskProcess, int]]:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterator
 
 from spad import faults, procs
-from spad.executors.local import LocalExecutor, find_helper
+from spad.executors.local import LocalExecutor, find_spawner
 from spad.runner.engine import Engine, RunInfo
 from spad.runner.signals import FORCED, GRACEFUL, HARD, SignalInbox
 from spad.runner.timers import Timers
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         conn,
         home,
         load_info(home, conn, run_id),
-        LocalExecutor(find_helper()),
+        LocalExecutor(find_spawner()),
         loop.timers,
         loop.watch,
         loop.unwatch,
