@@ -10,6 +10,7 @@ runs to keep the harness alive; its numbers mean little.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import multiprocessing
@@ -28,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from common import processes_matching, wait_until
 from systems import BIN, Spad, Supervisord
+
+from spad.client import ServerError
 
 HERE = Path(__file__).resolve().parent
 Metrics = dict[str, float | None]
@@ -366,11 +369,14 @@ def w6_w7_memory_recovery(sizes: Sizes) -> dict[str, Metrics]:
         spad.start()
         spad.prepare_bin()
         time.sleep(0.5)  # idle means idle: let the start settle
-        fresh = spad.own_pss()  # no call yet: the methods (and pydantic) are not loaded
+        fresh = spad.own_pss()  # no call yet: the methods are not loaded
         spad.call("list")
-        idle = spad.own_pss()
+        with contextlib.suppress(ServerError):  # nothing defined yet: not_found, still served
+            spad.call("status", project="bench", workflow="none")
+        watched = spad.own_pss()  # what watching costs: methods without pydantic
         for i in range(count):
             spad.define(f"m{i}", [{"name": "t", "function": "sleep", "params": ["600"]}])
+        defined = spad.own_pss()  # definitions load pydantic and its models
         spad.call("run", project="bench", workflow="m0")
         with spad.db() as conn:
             wait_until(
@@ -437,8 +443,13 @@ def w6_w7_memory_recovery(sizes: Sizes) -> dict[str, Metrics]:
             "floor": None,
             "supervisord": sup_idle / 1024,
         },
-        "W6 idle PSS MiB, after a call": {
-            "spad": idle / 1024,
+        "W6 idle PSS MiB, after status calls": {
+            "spad": watched / 1024,
+            "floor": None,
+            "supervisord": sup_idle / 1024,
+        },
+        "W6 idle PSS MiB, after definitions": {
+            "spad": defined / 1024,
             "floor": None,
             "supervisord": sup_idle / 1024,
         },

@@ -14,6 +14,8 @@ from spad.home import Home
 
 WRITABLE = frozenset({"bin", "data"})
 AREAS = ("bin", "data", "logs")
+#: The largest file `spa_ctl file put` may copy in, unless `spad --max-file-size` says otherwise.
+DEFAULT_MAX_FILE = 4 * 1024**3
 
 
 class Place:

@@ -7,13 +7,15 @@ inside rolls back). Places stay 1..n.
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spad.errors import Conflict, Forbidden, NotFound
-from spad.model import ProjectRef, ProjectSpec, TaskSpec, WorkflowSpec
 from spad.store import definitions as defs
 from spad.store import runs
 from spad.store.sqlite import transaction
+
+if TYPE_CHECKING:  # pydantic is not loaded to read the catalog, only to take a definition
+    from spad.model import ProjectRef, ProjectSpec, TaskSpec, WorkflowSpec
 
 
 def create(conn: sqlite3.Connection, spec: ProjectSpec) -> dict[str, Any]:

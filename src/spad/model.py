@@ -22,21 +22,12 @@ from pydantic import (
 )
 
 from spad.errors import InvalidParams
+from spad.names import check_name
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+@-]{0,99}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MAX_TASKS = 10_000
 _M = TypeVar("_M", bound="BaseModel")
 MAX_PARAMS = 1_000
-
-
-def _check_name(value: str) -> str:
-    if not _NAME.match(value):
-        raise ValueError(
-            "must be 1 to 100 letters, digits or '_', '-', '.', '+', '@', "
-            "and start with a letter, digit or '_' (names are also file names)"
-        )
-    return value
 
 
 def _check_signal(value: str) -> str:
@@ -61,7 +52,7 @@ def _no_nul(value: str) -> str:
     return value
 
 
-Name = Annotated[str, AfterValidator(_check_name)]
+Name = Annotated[str, AfterValidator(check_name)]
 SignalName = Annotated[str, AfterValidator(_check_signal)]
 Param = Annotated[str, BeforeValidator(_number_as_text), AfterValidator(_no_nul)]
 Text = Annotated[str, AfterValidator(_no_nul)]

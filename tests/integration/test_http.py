@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import stat
@@ -200,3 +201,27 @@ def test_a_busy_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
 def test_a_bad_listen_address_is_a_usage_error(tmp_path: Path) -> None:
     result = run_spad("--home", str(tmp_path / "h"), "--listen", "nonsense")
     assert result.returncode == 2 and "HOST:PORT" in result.stderr
+
+
+def _loaded_pydantic(server: Server) -> bool:
+    assert server.process is not None
+    return "pydantic_core" in Path(f"/proc/{server.process.pid}/maps").read_text()
+
+
+def test_a_watched_server_stays_without_pydantic_until_a_definition_arrives(
+    server: Server,
+) -> None:
+    """Pydantic and its models cost the server about 10 MiB: only definitions need them."""
+    for method, params in [
+        ("list", {}),
+        ("status", {"workflow": "nope"}),
+        ("stop", {"workflow": "nope", "force": "yes"}),
+        ("audit", {"limit": 5}),
+        ("alarms_list", {"state": "open"}),
+        ("file_list", {}),
+        ("dump", {}),
+    ]:
+        server.post(json.dumps({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}))
+    assert not _loaded_pydantic(server)
+    server.call("create", **seed())
+    assert _loaded_pydantic(server)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 
 from spad.errors import Conflict
+from spad.server.params import checked, text
 from spad.server.rpc import Method, handle
 
 
@@ -18,9 +19,9 @@ def subtract(_ctx: Any, params: Any) -> Any:
     return params["minuend"] - params["subtrahend"]
 
 
-class Named(BaseModel):
-    model_config = {"extra": "forbid"}
-    name: str
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Named:
+    name: str = checked(text())
 
 
 calls: list[str] = []

@@ -11,6 +11,7 @@ import logging
 import os
 import urllib.parse
 
+from spad.areas import DEFAULT_MAX_FILE
 from spad.home import Home
 from spad.server import files, rpc
 from spad.server.http import BodyTooLarge, Request
@@ -56,7 +57,7 @@ def _foreign_origin(request: Request) -> bool:
 
 
 class Api:
-    def __init__(self, service: Service, max_file_size: int = files.DEFAULT_MAX_FILE) -> None:
+    def __init__(self, service: Service, max_file_size: int = DEFAULT_MAX_FILE) -> None:
         self.service = service
         self.max_file_size = max_file_size
         self.token = TokenCheck(service.home)
@@ -130,7 +131,7 @@ class Api:
         def record(method: str, outcome: str, detail: str) -> None:
             audit.record(service.conn, method, request.peer, outcome, detail)
 
-        from spad.server.methods import METHODS  # and pydantic: at the first call, not at start
+        from spad.server.methods import METHODS  # at the first call: an idle server needs none
 
         reply = rpc.handle(body, METHODS, service, record)
         if reply is None:

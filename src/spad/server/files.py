@@ -24,7 +24,6 @@ from spad.server.service import Service
 from spad.store import audit
 
 CHUNK = 1024 * 1024
-DEFAULT_MAX_FILE = 4 * 1024**3
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 

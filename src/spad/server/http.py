@@ -13,11 +13,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h11
+
+if TYPE_CHECKING:
+    import ssl  # a server without TLS runs without the module (see spad.server.main)
 
 log = logging.getLogger("spad.http")
 
@@ -166,7 +168,7 @@ class HttpServer:
         connection = _Connection(reader, writer)
         try:
             await self._requests(connection)
-        except (TimeoutError, ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+        except (TimeoutError, OSError, asyncio.IncompleteReadError):  # SSLError is an OSError
             pass  # a client that went away or stalled: nothing to answer
         except h11.RemoteProtocolError as exc:
             await self._bad_request(connection, exc)

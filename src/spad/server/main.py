@@ -3,43 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
 import logging
-import os
 import secrets
-import signal
 import socket
-import sqlite3
-import ssl
 import sys
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from spad import home as homes
 from spad import provision
+from spad.areas import DEFAULT_MAX_FILE
 from spad.errors import HomeError
-from spad.server.app import Api
-from spad.server.files import DEFAULT_MAX_FILE
-from spad.server.http import HttpServer
-from spad.server.service import Service
-from spad.server.supervisor import Supervisor
-from spad.server.watcher_process import WatcherProcess
-from spad.store import alarms as alarm_store
 from spad.store import audit
-from spad.store.sqlite import connect, migrate
 
-log = logging.getLogger("spad")
+if TYPE_CHECKING:
+    from spad.server.serving import Options
+
 DEFAULT_LISTEN = "127.0.0.1:7070"
-
-
-@dataclass(frozen=True)
-class Options:
-    host: str
-    port: int
-    allow_remote: bool = False
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    max_file_size: int = DEFAULT_MAX_FILE
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -93,80 +73,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def open_store(home: homes.Home) -> sqlite3.Connection:
-    try:
-        conn = connect(home.db)
-        migrate(conn)
-    except (sqlite3.Error, RuntimeError) as exc:
-        raise HomeError(f"cannot open {home.db}: {exc}") from None
-    return conn
-
-
-def tls_context(options: Options) -> ssl.SSLContext | None:
-    if not options.tls_cert and not options.tls_key:
-        return None
-    if not (options.tls_cert and options.tls_key):
-        raise HomeError("give both --tls-cert and --tls-key")
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    try:
-        context.load_cert_chain(options.tls_cert, options.tls_key)
-    except (OSError, ssl.SSLError) as exc:
-        raise HomeError(f"cannot load the TLS certificate or key: {exc}") from None
-    return context
-
-
-async def serve(home: homes.Home, options: Options) -> None:
-    context = tls_context(options)
-    has_sources = configured_sources(home)
-    conn = open_store(home)
-    supervisor = Supervisor(home, conn, url="")
-    watcher = WatcherProcess(home)
-    service = Service(home, conn, supervisor, wake_alarms=watcher.ensure_running)
-    server = HttpServer(Api(service, options.max_file_size))
-    try:
-        bound_port = await server.start(options.host, options.port, context)
-    except OSError as exc:
-        raise HomeError(
-            f"cannot listen on {options.host}:{options.port} ({exc.strerror}): "
-            "give another address with --listen HOST:PORT"
-        ) from None
-    # The port actually bound (``--listen HOST:0`` picks a free one); tasks call back here.
-    wildcard = options.host in ("0.0.0.0", "", "::")
-    url_host = "127.0.0.1" if wildcard else options.host
-    if ":" in url_host:
-        url_host = f"[{url_host}]"
-    scheme = "https" if context else "http"
-    supervisor.url = url = f"{scheme}://{url_host}:{bound_port}"
-    if context and options.tls_cert:
-        # Tasks call back with spa_ctl: let them trust our certificate (self-signed or not).
-        supervisor.task_env["SPA_CACERT"] = os.path.abspath(options.tls_cert)
-    supervisor.recover()
-    if has_sources or alarm_store.pending_signals(conn):
-        watcher.ensure_running()
-    log.info("spad serving %s with home %s", url, home.root)
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, done.set)
-    await done.wait()
-    log.info("spad stopping; runners go on and will be adopted at the next start")
-    supervisor.close()
-    watcher.close()
-    await server.close()
-    conn.close()
-
-
-def configured_sources(home: homes.Home) -> bool:
-    """Whether spad.toml names alarm sources; a bad file stops the start, naming the field.
-    (Read only when the file exists: its validation would load pydantic at every start.)"""
-    path = home.root / "spad.toml"
-    if not path.exists():
-        return False
-    from spad.alarms import config
-
-    return bool(config.load(path).alarms.sources)
-
-
 def check_exposure(options: Options) -> None:
     if is_loopback(options.host):
         return
@@ -183,7 +89,17 @@ def check_exposure(options: Options) -> None:
     )
 
 
+def without_ssl() -> None:
+    """asyncio imports ``ssl`` whether TLS is used or not; a server without TLS leaves it out,
+    which keeps 1.6 MiB (libssl and the module) out of an idle server. A None in
+    ``sys.modules`` makes ``import ssl`` fail, which asyncio and http.client are written for."""
+    if "ssl" not in sys.modules:
+        sys.modules["ssl"] = None  # type: ignore[assignment]
+
+
 def token_command(args: argparse.Namespace) -> int:
+    from spad.server.serving import open_store
+
     home = provision.prepare(homes.resolve(args.token_home or args.home))
     if args.rotate:
         provision.write_token(home, secrets.token_urlsafe(32))
@@ -200,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "token":
             return token_command(args)
+        if not (args.tls_cert or args.tls_key):
+            without_ssl()
+        import asyncio
+
+        from spad.server.serving import Options, serve
+
         options = Options(
             host=args.listen[0],
             port=args.listen[1],

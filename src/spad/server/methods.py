@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from spad import areas, catalog, logfiles, states
 from spad.alarms import journal
 from spad.alarms import logic as alarm_logic
 from spad.errors import Conflict, Invalid, NotFound
-from spad.model import Name, parse_ref, parse_spec, validate
+from spad.server.params import (
+    boolean,
+    checked,
+    integer,
+    name,
+    number,
+    one_of,
+    one_or_more,
+    optional,
+    parse,
+    text,
+)
 from spad.server.rpc import Method, RawJSON
 from spad.server.service import Service
 from spad.store import alarms as alarm_store
@@ -20,56 +30,60 @@ from spad.store import audit, runs
 from spad.store import definitions as defs
 from spad.store.sqlite import transaction
 
-#: SQLite integers are 64-bit: anything larger is refused at the door.
-MAX_INT = 2**62
+PARAMS = dataclasses.dataclass(frozen=True, kw_only=True)
 
 
-class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+@PARAMS
+class ProjectParams:
+    project: str | None = checked(optional(name), None)
 
 
-class ProjectParams(_Params):
-    project: Name | None = None
+@PARAMS
+class SelectParams:
+    project: str = checked(name)
 
 
-class SelectParams(_Params):
-    project: Name
+@PARAMS
+class WorkflowParams:
+    project: str | None = checked(optional(name), None)
+    workflow: str = checked(name)
 
 
-class WorkflowParams(_Params):
-    project: Name | None = None
-    workflow: Name
-
-
+@PARAMS
 class TaskParams(WorkflowParams):
-    task: Name | None = None
+    task: str | None = checked(optional(name), None)
 
 
-class DumpParams(_Params):
-    project: Name | None = None
-    workflow: Name | None = None
-    task: Name | None = None
+@PARAMS
+class DumpParams:
+    project: str | None = checked(optional(name), None)
+    workflow: str | None = checked(optional(name), None)
+    task: str | None = checked(optional(name), None)
 
 
+@PARAMS
 class RunParams(TaskParams):
-    from_task: Name | None = Field(default=None, alias="from")
+    from_task: str | None = checked(optional(name), None, alias="from")
 
 
+@PARAMS
 class StopParams(WorkflowParams):
-    force: bool = False
+    force: bool = checked(boolean, False)
 
 
+@PARAMS
 class SetStatusParams(WorkflowParams):
-    task: Name
-    status: str
+    task: str = checked(name)
+    status: str = checked(text(100))
 
 
+@PARAMS
 class LogsParams(WorkflowParams):
-    task: Name
-    run_id: int | None = Field(default=None, ge=1, le=MAX_INT)
-    attempt: int | None = Field(default=None, ge=1, le=MAX_INT)
-    tail: int | None = Field(default=None, ge=0, le=1_000_000)
-    offset: int | None = Field(default=None, ge=0, le=MAX_INT)
+    task: str = checked(name)
+    run_id: int | None = checked(optional(integer(1)), None)
+    attempt: int | None = checked(optional(integer(1)), None)
+    tail: int | None = checked(optional(integer(0, 1_000_000)), None)
+    offset: int | None = checked(optional(integer(0)), None)
 
 
 def select_project(svc: Service, p: SelectParams) -> dict[str, Any]:
@@ -80,21 +94,27 @@ def select_project(svc: Service, p: SelectParams) -> dict[str, Any]:
 
 
 def create(svc: Service, params: Any) -> dict[str, Any]:
+    from spad.model import parse_spec  # pydantic: loaded with the first definition
+
     return catalog.create(svc.conn, parse_spec(params))
 
 
 def update(svc: Service, params: Any) -> dict[str, Any]:
+    from spad.model import parse_spec
+
     return catalog.update(svc.conn, parse_spec(params))
 
 
 def delete(svc: Service, params: Any) -> dict[str, Any]:
     """The tree cut at what to delete, or the short form ``{project?, workflow, task?}``."""
     if isinstance(params, dict) and "workflow" in params:
-        short = validate(TaskParams, params)
+        short = parse(TaskParams, params)
         workflow: dict[str, Any] = {"name": short.workflow}
         if short.task:
             workflow["tasks"] = [{"name": short.task}]
         params = {"project": {"name": _project_name(svc, short.project), "workflows": [workflow]}}
+    from spad.model import parse_ref
+
     return catalog.delete(svc.conn, parse_ref(params))
 
 
@@ -250,12 +270,14 @@ def _running(svc: Service, project: str | None, workflow: str) -> sqlite3.Row:
     return candidates[0]
 
 
-class FileParams(_Params):
-    path: str = Field(default="", max_length=4096)
+@PARAMS
+class FileParams:
+    path: str = checked(text(4096), "")
 
 
-class AuditParams(_Params):
-    limit: int = Field(default=50, ge=1, le=10_000)
+@PARAMS
+class AuditParams:
+    limit: int = checked(integer(1, 10_000), 50)
 
 
 def file_list(svc: Service, p: FileParams) -> dict[str, Any]:
@@ -270,30 +292,33 @@ def file_delete(svc: Service, p: FileParams) -> dict[str, Any]:
     return {"path": place.remote, "deleted": True}
 
 
-Severity = Literal["info", "warning", "critical", "clear"]
-State = Literal["open", "acknowledged", "cleared"]
+SEVERITIES = ("info", "warning", "critical", "clear")
+STATES = ("open", "acknowledged", "cleared")
 
 
-class SignalParams(_Params):
-    project: Name | None = None
-    source: Name
-    kind: Name
-    severity: Severity
-    message: str = Field(default="", max_length=10_000)
-    value: float | None = None
+@PARAMS
+class SignalParams:
+    project: str | None = checked(optional(name), None)
+    source: str = checked(name)
+    kind: str = checked(name)
+    severity: str = checked(one_of(*SEVERITIES))
+    message: str = checked(text(10_000), "")
+    value: float | None = checked(optional(number), None)
 
 
-class AlarmsParams(_Params):
-    state: list[State] | State | None = None
-    severity: list[Severity] | Severity | None = None
-    project: Name | None = None
-    since: str | None = Field(default=None, max_length=40)
-    until: str | None = Field(default=None, max_length=40)
-    limit: int = Field(default=1000, ge=1, le=100_000)
+@PARAMS
+class AlarmsParams:
+    state: list[str] | None = checked(optional(one_or_more(one_of(*STATES))), None)
+    severity: list[str] | None = checked(optional(one_or_more(one_of(*SEVERITIES))), None)
+    project: str | None = checked(optional(name), None)
+    since: str | None = checked(optional(text(40)), None)
+    until: str | None = checked(optional(text(40)), None)
+    limit: int = checked(integer(1, 100_000), 1000)
 
 
-class AlarmParams(_Params):
-    id: int = Field(ge=1, le=MAX_INT)
+@PARAMS
+class AlarmParams:
+    id: int = checked(integer(1))
 
 
 def signal_raise(svc: Service, p: SignalParams) -> dict[str, Any]:

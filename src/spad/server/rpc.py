@@ -10,12 +10,10 @@ import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from spad.errors import InvalidParams, SpadError
-
-if TYPE_CHECKING:
-    from pydantic import BaseModel
+from spad.errors import SpadError
+from spad.server.params import parse
 
 log = logging.getLogger("spad.rpc")
 
@@ -30,11 +28,11 @@ MAX_DEPTH = 64
 
 @dataclass(frozen=True)
 class Method:
-    """One allowed method: its function and the model its params are checked against
-    (None: the function takes the raw params object)."""
+    """One allowed method: its function and the parameter class its params are checked
+    against (see :mod:`spad.server.params`; None: the function takes the raw params)."""
 
     function: Callable[..., Any]
-    params: type[BaseModel] | None = None
+    params: type | None = None
     #: Changes state: recorded in the audit trail.
     mutating: bool = False
 
@@ -123,13 +121,7 @@ def _call(name: str, params: Any, methods: Mapping[str, Method], context: Any) -
         return _Failure(METHOD_NOT_FOUND, f"method not found: {name!r} (see spa_ctl --help)")
     try:
         if method.params is not None:
-            if isinstance(params, list):
-                if params:
-                    raise InvalidParams("params are by name: give an object, not an array")
-                params = {}
-            from spad.model import validate  # pydantic: loaded with the first call
-
-            params = validate(method.params, params)
+            params = parse(method.params, params)
         return method.function(context, params)
     except SpadError as exc:
         return _Failure(exc.code, exc.message, exc.to_data())

@@ -1,0 +1,117 @@
+"""The server's life: open the store, listen, recover the runs, serve until SIGTERM.
+
+Imported by ``spad`` once the command line is read, so that a server without TLS can leave the
+``ssl`` module out (see :func:`spad.server.main.without_ssl`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sqlite3
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from spad import home as homes
+from spad.areas import DEFAULT_MAX_FILE
+from spad.errors import HomeError
+from spad.server.app import Api
+from spad.server.http import HttpServer
+from spad.server.service import Service
+from spad.server.supervisor import Supervisor
+from spad.server.watcher_process import WatcherProcess
+from spad.store import alarms as alarm_store
+from spad.store.sqlite import connect, migrate
+
+if TYPE_CHECKING:
+    import ssl
+
+log = logging.getLogger("spad")
+
+
+@dataclass(frozen=True)
+class Options:
+    host: str
+    port: int
+    allow_remote: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    max_file_size: int = DEFAULT_MAX_FILE
+
+
+def open_store(home: homes.Home) -> sqlite3.Connection:
+    try:
+        conn = connect(home.db)
+        migrate(conn)
+    except (sqlite3.Error, RuntimeError) as exc:
+        raise HomeError(f"cannot open {home.db}: {exc}") from None
+    return conn
+
+
+def tls_context(options: Options) -> ssl.SSLContext | None:
+    if not options.tls_cert and not options.tls_key:
+        return None
+    if not (options.tls_cert and options.tls_key):
+        raise HomeError("give both --tls-cert and --tls-key")
+    import ssl  # only here: a server without TLS does without it
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(options.tls_cert, options.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise HomeError(f"cannot load the TLS certificate or key: {exc}") from None
+    return context
+
+
+async def serve(home: homes.Home, options: Options) -> None:
+    context = tls_context(options)
+    has_sources = configured_sources(home)
+    conn = open_store(home)
+    supervisor = Supervisor(home, conn, url="")
+    watcher = WatcherProcess(home)
+    service = Service(home, conn, supervisor, wake_alarms=watcher.ensure_running)
+    server = HttpServer(Api(service, options.max_file_size))
+    try:
+        bound_port = await server.start(options.host, options.port, context)
+    except OSError as exc:
+        raise HomeError(
+            f"cannot listen on {options.host}:{options.port} ({exc.strerror}): "
+            "give another address with --listen HOST:PORT"
+        ) from None
+    # The port actually bound (``--listen HOST:0`` picks a free one); tasks call back here.
+    wildcard = options.host in ("0.0.0.0", "", "::")
+    url_host = "127.0.0.1" if wildcard else options.host
+    if ":" in url_host:
+        url_host = f"[{url_host}]"
+    scheme = "https" if context else "http"
+    supervisor.url = url = f"{scheme}://{url_host}:{bound_port}"
+    if context and options.tls_cert:
+        # Tasks call back with spa_ctl: let them trust our certificate (self-signed or not).
+        supervisor.task_env["SPA_CACERT"] = os.path.abspath(options.tls_cert)
+    supervisor.recover()
+    if has_sources or alarm_store.pending_signals(conn):
+        watcher.ensure_running()
+    log.info("spad serving %s with home %s", url, home.root)
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, done.set)
+    await done.wait()
+    log.info("spad stopping; runners go on and will be adopted at the next start")
+    supervisor.close()
+    watcher.close()
+    await server.close()
+    conn.close()
+
+
+def configured_sources(home: homes.Home) -> bool:
+    """Whether spad.toml names alarm sources; a bad file stops the start, naming the field.
+    (Read only when the file exists: its validation would load pydantic at every start.)"""
+    path = home.root / "spad.toml"
+    if not path.exists():
+        return False
+    from spad.alarms import config
+
+    return bool(config.load(path).alarms.sources)
