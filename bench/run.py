@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from common import processes_matching, wait_until
 from systems import BIN, Spad, Supervisord
 
+from spad import procs
 from spad.client import ServerError
 
 HERE = Path(__file__).resolve().parent
@@ -109,6 +110,8 @@ def _bash_loop(count: int) -> float:
 
 def w2_w5_fan_out(sizes: Sizes) -> dict[str, Metrics]:
     count = sizes.fan_out
+    if processes_matching("sleep 30"):
+        raise RuntimeError("bench: `sleep 30` processes are already running: end them first")
     spad = Spad()
     try:
         spad.start()
@@ -137,12 +140,16 @@ def w2_w5_fan_out(sizes: Sizes) -> dict[str, Metrics]:
             single = _rate(spad_status_caller(spad, "fan"), sizes.status_seconds, 1)
             many = _rate(spad_status_caller(spad, "fan"), sizes.status_seconds, 8)
             peak = max(peak, spad.own_pss())  # the server grows while it serves status
+            # spad's own tasks, by pid and identity: a `sleep 30` of another system is not ours.
+            tasks = conn.execute(
+                "SELECT pid, pid_identity FROM run_tasks WHERE run_id = ?", (run_id,)
+            ).fetchall()
             started = time.perf_counter()
             spad.call("stop", project="bench", workflow="fan")
             wait_until(
                 lambda: (
                     spad.run_status(conn, run_id) == "stopped"
-                    and not processes_matching("sleep 30")
+                    and not any(procs.is_alive(pid, identity) for pid, identity in tasks)
                 )
             )
             spad_stop = time.perf_counter() - started

@@ -203,9 +203,19 @@ def test_a_bad_listen_address_is_a_usage_error(tmp_path: Path) -> None:
     assert result.returncode == 2 and "HOST:PORT" in result.stderr
 
 
-def _loaded_pydantic(server: Server) -> bool:
+def _maps(server: Server) -> str:
     assert server.process is not None
-    return "pydantic_core" in Path(f"/proc/{server.process.pid}/maps").read_text()
+    return Path(f"/proc/{server.process.pid}/maps").read_text()
+
+
+def _loaded_pydantic(server: Server) -> bool:
+    return "pydantic_core" in _maps(server)
+
+
+def test_a_server_without_tls_runs_without_ssl(server: Server) -> None:
+    """asyncio would import ssl for nothing: 1.6 MiB of an idle server (TLS: test_access)."""
+    server.call("list")
+    assert "libssl" not in _maps(server)
 
 
 def test_a_watched_server_stays_without_pydantic_until_a_definition_arrives(
