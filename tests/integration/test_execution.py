@@ -113,6 +113,17 @@ def test_a_task_gets_its_environment_its_own_group_and_data_as_cwd(server: Serve
     assert pid == pgid
 
 
+def test_a_task_starts_with_no_signal_ignored_or_blocked(server: Server) -> None:
+    """The runner ignores SIGPIPE (Python does) and handles others: a task inherits none of it,
+    so `producer | head` ends as it does from a shell."""
+    server.script("signals", "exec grep -E '^Sig(Ign|Blk)' /proc/self/status\n")
+    server.define("w", task("t", "signals"))
+    server.call("run", workflow="w")
+    server.wait_status("w", "success0")
+    text = server.call("logs", workflow="w", task="t")
+    assert text.split() == ["SigBlk:", "0" * 16, "SigIgn:", "0" * 16]
+
+
 def test_stdout_and_stderr_are_logged_in_order_one_file_per_attempt(server: Server) -> None:
     server.script("chatty", "for i in 1 2 3; do echo out$i; echo err$i >&2; done\nexit 4\n")
     server.define("w", task("t", "chatty", retries=1, retry_delay=0.1))
