@@ -26,10 +26,6 @@ MAX_INT = 2**62
 MAX_PROBLEMS = 5
 
 
-def name(value: Any) -> str:
-    return check_name(text()(value))
-
-
 def text(max_length: int = 10_000) -> Check:
     def check(value: Any) -> str:
         if not isinstance(value, str):
@@ -39,6 +35,13 @@ def text(max_length: int = 10_000) -> Check:
         return value
 
     return check
+
+
+def name(value: Any) -> str:
+    return check_name(_string(value))
+
+
+_string = text(200)  # longer than any name, so the name's own rule says what is wrong
 
 
 def integer(low: int, high: int = MAX_INT) -> Check:
