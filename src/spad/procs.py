@@ -15,8 +15,16 @@ _PROC = "/proc"
 
 
 def _read(path: str) -> str:
-    with open(path) as handle:
-        return handle.read()
+    """A small /proc file, without a file object (a quarter of the cost: the runner reads one
+    for every task it starts)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        chunks = [os.read(fd, 4096)]
+        while chunks[-1]:  # most are one read; a `children` list of thousands is longer
+            chunks.append(os.read(fd, 65536))
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode(errors="replace")
 
 
 def _boot_id() -> str:
