@@ -95,9 +95,8 @@ class Supervisor:
             tasks = [t for t in tasks if t["name"] == only_task]
         elif from_task is not None:
             tasks = tasks[names.index(from_task) :]
-        missing = sorted(
-            {t["function"] for t in tasks if self.home.executable(t["function"]) is None}
-        )
+        functions = {t["function"] for t in tasks}  # each looked up once, not once a task
+        missing = sorted(f for f in functions if self.home.executable(f) is None)
         if missing:
             raise Invalid(
                 f"cannot run {where}: no executable {', '.join(missing)} in {self.home.bin} "
