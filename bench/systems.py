@@ -93,7 +93,7 @@ class Spad:
         runners = [
             int(p)
             for p in subprocess.run(
-                ["pgrep", "-f", f"spad.(runner|alarms.watcher) {self.home}"],
+                ["pgrep", "-f", f"spad.(runner|runner.forkserver|alarms.watcher) {self.home}"],
                 capture_output=True,
                 text=True,
                 check=False,
@@ -142,9 +142,11 @@ class Supervisord:
         self.programs: list[str] = []
 
     def start(self, programs: dict[str, dict[str, str]] | None = None) -> float:
+        # Each program holds pipes and log files: thousands of programs need more descriptors.
+        minfds = max(4096, 6 * len(programs or {}) + 256)
         sections = [
             "[supervisord]\nnodaemon=true\nlogfile=%(here)s/supervisord.log\n"
-            "pidfile=%(here)s/supervisord.pid\nuser=root\nminfds=4096\n",
+            f"pidfile=%(here)s/supervisord.pid\nuser=root\nminfds={minfds}\n",
             f"[inet_http_server]\nport=127.0.0.1:{self.port}\n",
             "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = "
             "supervisor.rpcinterface:make_main_rpcinterface\n",

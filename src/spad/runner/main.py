@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     inbox = SignalInbox()  # first: a stop sent while we start is queued, not fatal
     become_subreaper()
     conn = connect(os.path.join(home, "spa.db"))
+    # A runner reads and writes a few rows of its own run: a small page cache is plenty, and
+    # each runner's cache is private memory (a thousand runners, a thousand caches).
+    conn.execute("PRAGMA cache_size = -128")
     runs.update(conn, run_id, runner_pid=os.getpid(), runner_identity=procs.identity(os.getpid()))
     loop = Loop()
     engine = Engine(

@@ -14,15 +14,14 @@ import logging
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
-from spad import procs, states
+from spad import faults, procs, states
 from spad.errors import Conflict, Invalid, NotFound
 from spad.home import Home
 from spad.server.pidwatch import PidWatch
+from spad.server.runner_start import RunnerStarter
 from spad.store import definitions as defs
 from spad.store import runs
 from spad.store.sqlite import transaction
@@ -56,6 +55,9 @@ class Supervisor:
         self._pids = PidWatch()
         self._restarts: dict[int, _Restarts] = {}
         self._pending: dict[int, asyncio.TimerHandle] = {}  # run id -> restart waiting
+        self._starter = RunnerStarter(
+            home.root, home.logs / "runners.log", use_forkserver=not faults.NO_FORKSERVER
+        )
 
     # -- run and stop ------------------------------------------------------------------------
 
@@ -119,21 +121,12 @@ class Supervisor:
 
     def _spawn(self, run_id: int) -> None:
         env = dict(os.environ, SPA_URL=self.url, SPA_HOME=str(self.home.root), **self.task_env)
-        with (self.home.logs / "runners.log").open("ab") as out:
-            child = subprocess.Popen(
-                [sys.executable, "-m", "spad.runner", str(self.home.root), str(run_id)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-                env=env,
-                cwd=self.home.root,
-            )
-        self._pids.adopt_child(child)
-        identity = procs.identity(child.pid)
-        runs.update(self.conn, run_id, runner_pid=child.pid, runner_identity=identity)
-        self._pids.watch(child.pid, lambda code: self._runner_gone(run_id, code))
+        pid, child = self._starter.start(run_id, env)
+        if child is not None:
+            self._pids.adopt_child(child)
+        identity = procs.identity(pid)
+        runs.update(self.conn, run_id, runner_pid=pid, runner_identity=identity)
+        self._pids.watch(pid, lambda code: self._runner_gone(run_id, code))
 
     def _runner_gone(self, run_id: int, code: int | None) -> None:
         try:
@@ -265,5 +258,6 @@ class Supervisor:
     def close(self) -> None:
         """Stop watching (the server is going down); runners go on by themselves."""
         self._pids.close()
+        self._starter.close()
         for handle in self._pending.values():
             handle.cancel()

@@ -1,0 +1,106 @@
+"""How the server starts a runner: forked by the fork server, or as a fresh interpreter.
+
+The fork server (``spad.runner.forkserver``) is started at the first run and lives as long as
+the server. Should it be unusable (it died, or does not answer within a few seconds), the
+runner is started as ``python -m spad.runner`` instead, as before: slower, never wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+log = logging.getLogger("spad.runners")
+
+#: How long a fork may take before the fork server is given up for this start.
+ANSWER_TIMEOUT = 5.0
+
+
+class RunnerStarter:
+    def __init__(self, home: Path, log_path: Path, use_forkserver: bool = True) -> None:
+        self.home = home
+        self.log_path = log_path
+        self._use_forkserver = use_forkserver
+        self._forkserver: subprocess.Popen[bytes] | None = None
+        self._channel: socket.socket | None = None
+
+    def start(self, run_id: int, env: dict[str, str]) -> tuple[int, subprocess.Popen[bytes] | None]:
+        """Start the runner of ``run_id``; returns its pid, and the Popen when it is our child
+        (its exit code can then be read)."""
+        if self._use_forkserver:
+            try:
+                return self._fork(run_id, env), None
+            except OSError as error:
+                log.warning("fork server unusable (%s): starting run %s directly", error, run_id)
+                self.close()
+        return self._exec(run_id, env)
+
+    def _fork(self, run_id: int, env: dict[str, str]) -> int:
+        channel = self._channel
+        if channel is None or not self._alive():
+            channel = self._start_forkserver()
+        channel.send(json.dumps({"run_id": run_id, "env": env}).encode())
+        reply = json.loads(channel.recv(4096) or b'{"error": "fork server ended"}')
+        if "pid" not in reply:
+            raise OSError(reply.get("error", "no pid in the fork server's answer"))
+        return int(reply["pid"])
+
+    def _alive(self) -> bool:
+        return self._forkserver is not None and self._forkserver.poll() is None
+
+    def _start_forkserver(self) -> socket.socket:
+        self.close()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            with self.log_path.open("ab") as out:
+                self._forkserver = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "spad.runner.forkserver",
+                        str(self.home),
+                        str(os.getpid()),
+                        str(theirs.fileno()),
+                    ],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    pass_fds=(theirs.fileno(),),
+                    cwd=self.home,
+                )
+        finally:
+            theirs.close()
+        ours.settimeout(ANSWER_TIMEOUT)
+        self._channel = ours
+        return ours
+
+    def _exec(self, run_id: int, env: dict[str, str]) -> tuple[int, subprocess.Popen[bytes]]:
+        with self.log_path.open("ab") as out:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "spad.runner", str(self.home), str(run_id)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                env=env,
+                cwd=self.home,
+            )
+        return child.pid, child
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()  # the fork server reads the end and exits
+            self._channel = None
+        if self._forkserver is not None:
+            try:
+                self._forkserver.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self._forkserver.kill()
+                self._forkserver.wait()
+            self._forkserver = None

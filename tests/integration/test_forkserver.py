@@ -1,0 +1,88 @@
+"""Runners forked by the fork server: what they share, what happens when it dies, and the
+fallback to a fresh interpreter."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from spad import procs
+from tests.conftest import Server, procs_with, task, wait_for
+
+
+def forkserver_pids(home: Path) -> list[int]:
+    """The fork server itself; the runners it forked share its command line, not its name."""
+    return [
+        p for p in procs_with(f"spad.runner.forkserver {home} ") if comm(p) == "spad-forkserver"
+    ]
+
+
+def comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def runner_of(server: Server, run_id: int) -> int:
+    row = server.db().execute("SELECT runner_pid FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return int(row[0])
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as handle:
+        return int(handle.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_runners_are_forked_by_the_forkserver_and_outlive_the_server(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server().start()
+    server.define("w", task("fg", "simple", "60"))
+    run_id = server.call("run", workflow="w")["run_id"]
+    server.wait_task("w", "fg", "running")
+    [forkserver] = forkserver_pids(server.home)
+    assert server.process is not None
+    assert parent_of(forkserver) == server.process.pid
+    runner = runner_of(server, run_id)
+    assert parent_of(runner) == forkserver
+    assert comm(runner) == "spad-runner"
+    assert os.getsid(runner) == runner  # a session of its own, as a spawned runner has
+
+    server.stop(signal.SIGKILL)  # the fork server dies with the server; the runner goes on
+    wait_for(lambda: not forkserver_pids(server.home), what="the fork server to end")
+    assert procs.is_alive(runner, procs.identity(runner))
+    server.start()
+    assert server.status("w")["run_id"] == run_id  # adopted, not resumed
+    server.call("stop", workflow="w")
+    server.wait_status("w", "stopped")
+
+
+def test_a_dead_forkserver_is_replaced_at_the_next_run(server: Server) -> None:
+    server.define("a", task("t", "simple", "0"))
+    server.call("run", workflow="a")
+    server.wait_status("a", "success0")
+    [first] = forkserver_pids(server.home)
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: first not in forkserver_pids(server.home), what="the fork server to end")
+    server.call("run", workflow="a")
+    server.wait_status("a", "success0")
+    [second] = forkserver_pids(server.home)
+    assert second != first
+
+
+def test_without_the_forkserver_runners_start_as_fresh_interpreters(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(SPAD_TEST_NO_FORKSERVER="1").start()
+    server.define("w", task("fg", "simple", "60"))
+    run_id = server.call("run", workflow="w")["run_id"]
+    server.wait_task("w", "fg", "running")
+    assert not forkserver_pids(server.home)
+    with open(f"/proc/{runner_of(server, run_id)}/cmdline", "rb") as handle:
+        assert b"spad.runner\0" in handle.read()
+    server.call("stop", workflow="w")
+    server.wait_status("w", "stopped")
