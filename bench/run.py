@@ -172,6 +172,7 @@ def w2_w5_fan_out(sizes: Sizes) -> dict[str, Metrics]:
         sup_pss = sup.pss()
         sup_single = _rate(supervisord_caller(sup), sizes.status_seconds, 1)
         sup_many = _rate(supervisord_caller(sup), sizes.status_seconds, 8)
+        sup_unix = _rate(supervisord_unix_caller(sup), sizes.status_seconds, 1)
         started = time.perf_counter()
         sup.rpc().supervisor.stopAllProcesses(True)
         wait_until(lambda: not processes_matching("sleep 30"))
@@ -196,6 +197,11 @@ def w2_w5_fan_out(sizes: Sizes) -> dict[str, Metrics]:
             "supervisord": sup_stop,
         },
         "W5 status/s, 1 client": {"spad": single, "floor": None, "supervisord": sup_single},
+        "W5 status/s, 1 client, sup. unix socket": {
+            "spad": single,
+            "floor": None,
+            "supervisord": sup_unix,
+        },
         "W5 status/s, 8 clients": {"spad": many, "floor": None, "supervisord": sup_many},
     }
 
@@ -217,13 +223,21 @@ def supervisord_caller(sup: Supervisord) -> tuple[str, str, str]:
     return ("supervisord", f"http://127.0.0.1:{sup.port}/RPC2", "")
 
 
+def supervisord_unix_caller(sup: Supervisord) -> tuple[str, str, str]:
+    """The way ``supervisorctl`` talks to it by default: XML-RPC over its unix socket."""
+    return ("supervisord-unix", f"unix://{sup.socket_path}", "")
+
+
 def _calls(caller: tuple[str, str, str], seconds: float) -> int:
     kind, url, extra = caller
     deadline, done = time.perf_counter() + seconds, 0
-    if kind == "supervisord":
+    if kind in ("supervisord", "supervisord-unix"):
         import xmlrpc.client
 
-        proxy = xmlrpc.client.ServerProxy(url)
+        from supervisor.xmlrpc import SupervisorTransport  # type: ignore[import-untyped]
+
+        transport = SupervisorTransport(None, None, url) if kind == "supervisord-unix" else None
+        proxy = xmlrpc.client.ServerProxy("http://127.0.0.1" if transport else url, transport)
         while time.perf_counter() < deadline:
             proxy.supervisor.getAllProcessInfo()
             done += 1

@@ -78,26 +78,34 @@ def measure_spad(count: int, home: Path) -> list[tuple[int, int]]:
             )
 
         wait_for(all_running)
-        pids = [
-            int(p)
-            for p in subprocess.run(
-                ["pgrep", "-f", f"spad.runner {home}"], capture_output=True, text=True, check=False
-            ).stdout.split()
-        ]
+        pids = runner_pids(home)
         samples = [memory_kib(pid) for pid in pids]
         for i in range(count):
             client.call("stop", project="bench", workflow=f"w{i}", force=True)
-        wait_for(
-            lambda: (
-                not subprocess.run(
-                    ["pgrep", "-f", f"spad.runner {home}"], capture_output=True, check=False
-                ).stdout
-            )
-        )
+        wait_for(lambda: not runner_pids(home))
         return samples
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait()
+
+
+def runner_pids(home: Path) -> list[int]:
+    """Runners started fresh (``spad.runner HOME``) or forked (the fork server's command
+    line, named ``spad-runner``); not the fork server itself."""
+    found = subprocess.run(
+        ["pgrep", "-f", f"spad.runner(.forkserver)? {home}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    return [int(p) for p in found if _comm(int(p)) != "spad-forkserver"]
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def measure_floor(count: int) -> list[tuple[int, int]]:

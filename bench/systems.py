@@ -148,6 +148,8 @@ class Supervisord:
             "[supervisord]\nnodaemon=true\nlogfile=%(here)s/supervisord.log\n"
             f"pidfile=%(here)s/supervisord.pid\nuser=root\nminfds={minfds}\n",
             f"[inet_http_server]\nport=127.0.0.1:{self.port}\n",
+            # supervisorctl's own default way in: often faster than the TCP one.
+            "[unix_http_server]\nfile=%(here)s/supervisor.sock\n",
             "[rpcinterface:supervisor]\nsupervisor.rpcinterface_factory = "
             "supervisor.rpcinterface:make_main_rpcinterface\n",
         ]
@@ -173,6 +175,10 @@ class Supervisord:
 
     def rpc(self) -> Any:
         return xmlrpc.client.ServerProxy(f"http://127.0.0.1:{self.port}/RPC2")
+
+    @property
+    def socket_path(self) -> Path:
+        return self.folder / "supervisor.sock"
 
     def states(self) -> list[str]:
         return [p["statename"] for p in self.rpc().supervisor.getAllProcessInfo()]

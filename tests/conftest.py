@@ -208,7 +208,6 @@ class Server:
         """Live processes that belong to this home: runners, the tasks they recorded, and
         the alarm watcher."""
         found = set(procs_with(f"spad.alarms.watcher {self.home}"))
-        found.update(procs_with(f"spad.runner.forkserver {self.home} "))
         if not (self.home / "spa.db").exists():
             return []
         with contextlib.closing(self.db()) as conn:

@@ -7,15 +7,13 @@ inside rolls back). Places stay 1..n.
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from spad.errors import Conflict, Forbidden, NotFound
+from spad.model import ProjectRef, ProjectSpec, TaskSpec, WorkflowSpec, fields_of
 from spad.store import definitions as defs
 from spad.store import runs
 from spad.store.sqlite import transaction
-
-if TYPE_CHECKING:  # pydantic is not loaded to read the catalog, only to take a definition
-    from spad.model import ProjectRef, ProjectSpec, TaskSpec, WorkflowSpec
 
 
 def create(conn: sqlite3.Connection, spec: ProjectSpec) -> dict[str, Any]:
@@ -117,13 +115,12 @@ def _create_workflow(
 ) -> dict[str, Any]:
     row = defs.workflow(conn, project_id, wf.name)
     if row is None:
-        workflow_id = defs.insert_workflow(conn, project_id, wf.name, wf.id, wf.on_failure)
+        workflow_id = defs.insert_workflow(conn, project_id, wf.name, wf.id, wf.policy)
         is_new = True
     else:
         _refuse_if_running(conn, row, project, "changed")
         workflow_id = row["id"]
-        on_failure = wf.on_failure if "on_failure" in wf.model_fields_set else None
-        defs.update_workflow(conn, workflow_id, wf.id, on_failure)
+        defs.update_workflow(conn, workflow_id, wf.id, wf.on_failure)
         is_new = False
     for task in wf.tasks:
         if defs.task(conn, workflow_id, task.name) is not None:
@@ -146,15 +143,14 @@ def _update_workflow(
     if not wf.tasks:
         defs.delete_workflow(conn, row["id"])
         ext_id = wf.id if wf.id is not None else row["ext_id"]
-        defs.insert_workflow(conn, project_id, wf.name, ext_id, wf.on_failure)
+        defs.insert_workflow(conn, project_id, wf.name, ext_id, wf.policy)
         return {"name": wf.name, "whole": True, "tasks": []}
-    on_failure = wf.on_failure if "on_failure" in wf.model_fields_set else None
-    defs.update_workflow(conn, row["id"], wf.id, on_failure)
+    defs.update_workflow(conn, row["id"], wf.id, wf.on_failure)
     for task in wf.tasks:
         old = _existing_task(conn, row, project, task.name)
         defs.delete_task(conn, old["id"])
         defs.close_up_places(conn, row["id"])
-        fields = task.model_dump()
+        fields = fields_of(task)
         if task.id is None:
             fields["id"] = old["ext_id"]
         _insert_task(conn, row["id"], project_id, task, task.place or old["place"], fields)
@@ -171,7 +167,7 @@ def _insert_task(
 ) -> None:
     end = defs.task_count(conn, workflow_id) + 1
     at = place if place is not None and place < end else end
-    defs.insert_task(conn, workflow_id, project_id, fields or task.model_dump(), at)
+    defs.insert_task(conn, workflow_id, project_id, fields or fields_of(task), at)
 
 
 def _existing_project(conn: sqlite3.Connection, name: str) -> sqlite3.Row:

@@ -63,9 +63,15 @@ def test_logs_tail_and_follow_while_the_task_runs(server: Server) -> None:
         first = follower.stdout.readline() if follower.stdout else ""
         assert first == "line1\n"
         assert server.task("w", "t")["status"] == "running", "follow printed only after the end"
-        rest, _ = follower.communicate(timeout=30)
+        # Read through the same buffered file: readline() may have buffered more than a
+        # line, which communicate(), reading the raw descriptor, would never see.
+        rest = follower.stdout.read() if follower.stdout else ""
+        follower.wait(timeout=30)
     finally:
         follower.kill()
+        follower.wait()
+        if follower.stdout:
+            follower.stdout.close()
     assert rest == "line2\nline3\nline4\nline5\nno newline at the end"
     assert follower.returncode == 0
     assert ok(server, "logs", "-w", "w", "-t", "t", "-n", "2") == "line5\nno newline at the end"

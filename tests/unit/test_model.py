@@ -35,7 +35,7 @@ def test_the_seed_parses_with_every_default_filled_in() -> None:
         6.0,
     )
     assert (t11.env, t11.cwd) == ({}, "data")
-    assert project.workflows[0].on_failure == "stop"
+    assert project.workflows[0].policy == "stop"
 
 
 def test_project_without_context_is_accepted() -> None:

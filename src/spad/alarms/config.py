@@ -22,52 +22,62 @@ import tomllib
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+import msgspec
+from msgspec import Meta, Struct
 
 from spad.errors import HomeError
-from spad.model import Name, describe
+from spad.model import FieldError, describe
+from spad.names import check_name
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-
-
-def _identifier(value: str) -> str:
-    if not _IDENTIFIER.match(value):
-        raise ValueError("must be a plain SQL name (letters, digits, _; schema.table allowed)")
-    return value
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?\Z")
 
 
-def _dsn(value: str) -> str:
-    if not value.startswith(("postgresql://", "postgres://", "sqlite:///")):
-        raise ValueError("must start with postgresql:// or sqlite:/// (sqlite:////abs/path.db)")
-    return value
+def _identifier(field: str, value: str | None) -> list[tuple[str, str]]:
+    if value is not None and not _IDENTIFIER.match(value):
+        return [(field, "must be a plain SQL name (letters, digits, _; schema.table allowed)")]
+    return []
 
 
-Identifier = Annotated[str, AfterValidator(_identifier)]
+def _name(field: str, value: str | None) -> None:
+    if value is None:
+        return
+    try:
+        check_name(value)
+    except ValueError as exc:
+        raise FieldError(field, str(exc)) from None
 
 
-class SourceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class SourceConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    name: str
+    dsn: str
+    table: str
+    id_column: str = "id"
+    channel: str | None = None
 
-    name: Name
-    dsn: Annotated[str, AfterValidator(_dsn)]
-    table: Identifier
-    id_column: Identifier = "id"
-    channel: Identifier | None = None
+    def __post_init__(self) -> None:
+        _name("name", self.name)
+        problems = []
+        if not self.dsn.startswith(("postgresql://", "postgres://", "sqlite:///")):
+            why = "must start with postgresql:// or sqlite:/// (sqlite:////abs/path.db)"
+            problems.append(("dsn", why))
+        for field in ("table", "id_column", "channel"):
+            problems += _identifier(field, getattr(self, field))
+        if problems:
+            raise FieldError(*problems[0], *problems[1:])
 
 
-class AlarmsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class AlarmsConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    poll_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.5
+    holdoff: Annotated[float, Meta(ge=0, le=86_400)] = 60
+    on_open: str | None = None
+    sources: list[SourceConfig] = []
 
-    poll_interval: float = Field(default=0.5, gt=0, le=3600)
-    holdoff: float = Field(default=60, ge=0, le=86_400)
-    on_open: Name | None = None
-    sources: list[SourceConfig] = Field(default_factory=list)
+    def __post_init__(self) -> None:
+        _name("on_open", self.on_open)
 
 
-class SpadConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    alarms: AlarmsConfig = Field(default_factory=AlarmsConfig)
+class SpadConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    alarms: AlarmsConfig = msgspec.field(default_factory=AlarmsConfig)
 
 
 def load(path: Path) -> SpadConfig:
@@ -77,11 +87,12 @@ def load(path: Path) -> SpadConfig:
         return SpadConfig()
     try:
         data = tomllib.loads(path.read_text())
-        config = SpadConfig.model_validate(data)
+        config = msgspec.convert(data, SpadConfig)
     except tomllib.TOMLDecodeError as exc:
         raise HomeError(f"{path}: not valid TOML ({exc})") from None
-    except ValidationError as exc:
-        raise HomeError(f"{path}: {describe(exc)}") from None
+    except msgspec.ValidationError as exc:
+        problems = "; ".join(f"{where}: {why}" for where, why in describe(exc))
+        raise HomeError(f"{path}: {problems}") from None
     names = [s.name for s in config.alarms.sources]
     if len(set(names)) != len(names) or "spad" in names:
         raise HomeError(f"{path}: each source needs its own name ('spad' is spad's own)")

@@ -94,7 +94,7 @@ def select_project(svc: Service, p: SelectParams) -> dict[str, Any]:
 
 
 def create(svc: Service, params: Any) -> dict[str, Any]:
-    from spad.model import parse_spec  # pydantic: loaded with the first definition
+    from spad.model import parse_spec  # loaded with the first definition
 
     return catalog.create(svc.conn, parse_spec(params))
 

@@ -1,5 +1,5 @@
-"""What every method and route works with. No pydantic here: the server loads the methods
-(and pydantic) at its first call, so a server nobody talks to stays small."""
+"""What every method and route works with. The server loads the methods at their first call,
+so a server nobody talks to stays small."""
 
 from __future__ import annotations
 

@@ -108,7 +108,7 @@ async def serve(home: homes.Home, options: Options) -> None:
 
 def configured_sources(home: homes.Home) -> bool:
     """Whether spad.toml names alarm sources; a bad file stops the start, naming the field.
-    (Read only when the file exists: its validation would load pydantic at every start.)"""
+    (Read only when the file exists: a home without one never loads its validation.)"""
     path = home.root / "spad.toml"
     if not path.exists():
         return False
