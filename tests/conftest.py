@@ -72,6 +72,8 @@ class Server:
     url: str = ""
     env: dict[str, str] = field(default_factory=dict)
     stderr_path: Path | None = None
+    #: Signals spad starts with ignored (as from the background of a script: SIGINT, SIGQUIT).
+    ignored_signals: tuple[int, ...] = ()
 
     def start(self, *extra: str) -> Server:
         self.stderr_path = self.home.parent / f"spad-{time.monotonic_ns()}.log"
@@ -88,9 +90,14 @@ class Server:
                 stdout=err,
                 stderr=subprocess.STDOUT,
                 env=clean_env(**self.env),
+                preexec_fn=self._ignore_signals if self.ignored_signals else None,  # noqa: PLW1509
             )
         self.url = wait_for(self._announced_url, what="the server to listen")
         return self
+
+    def _ignore_signals(self) -> None:
+        for signum in self.ignored_signals:
+            signal.signal(signum, signal.SIG_IGN)
 
     def _announced_url(self) -> str | None:
         assert self.process is not None and self.stderr_path is not None

@@ -55,8 +55,11 @@ def raise_(
 @click.option(
     "--severity", type=click.Choice(SEVERITIES[:3]), multiple=True, help="only these severities"
 )
+@click.option("--wide", is_flag=True, help="every column, however wide")
 @pass_ctx
-def alarms(ctx: Context, only_open: bool, project: str | None, severity: tuple[str, ...]) -> None:
+def alarms(
+    ctx: Context, only_open: bool, project: str | None, severity: tuple[str, ...], wide: bool
+) -> None:
     """Alarms, newest first."""
     result = ctx.call(
         "alarms_list",
@@ -69,7 +72,7 @@ def alarms(ctx: Context, only_open: bool, project: str | None, severity: tuple[s
         return
     from spad.tables import alarms_table
 
-    alarms_table(result)
+    alarms_table(result, wide, ctx.utc)
 
 
 @click.group()

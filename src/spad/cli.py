@@ -15,52 +15,131 @@ from typing import Any
 import click
 
 from spad.alarmcmd import alarm, alarms, signal
-from spad.cli_context import EXIT_REFUSED, EXIT_USAGE, Context, fail, pass_ctx, show
+from spad.cli_context import (
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    Context,
+    add_global_options,
+    fail,
+    pass_ctx,
+    show,
+)
 from spad.client import Client
 from spad.filecmd import file
+from spad.tables import printable
 
 FOLLOW_INTERVAL = 0.2
+
+COMPLETION = """Shell completion (workflow names come from the server when it answers): add
+to ~/.bashrc  eval "$(_SPA_CTL_COMPLETE=bash_source spa_ctl)"  (zsh: zsh_source in ~/.zshrc;
+fish: _SPA_CTL_COMPLETE=fish_source spa_ctl | source).
+
+Options --json, --url, --token, --cacert and --utc may stand anywhere on the line."""
+
+
+def complete_workflow(
+    click_ctx: click.Context, _param: click.Parameter, incomplete: str
+) -> list[str]:
+    """Workflow names of the project given (or the current one), asked of the server; none
+    when it does not answer (completion must never fail)."""
+    try:
+        project = click_ctx.params.get("project")
+        result = Client().call("list", **({"project": project} if project else {}))
+    except Exception:
+        return []
+    names = {
+        wf["name"]
+        for entry in result["projects"]
+        if project or entry["current"]
+        for wf in entry["workflows"]
+    }
+    return sorted(n for n in names if n.startswith(incomplete))
 
 
 project_option = click.option(
     "-p", "--project", envvar="SPA_PROJECT", help="project (default: the current one)"
 )
-workflow_option = click.option("-w", "--workflow", required=True, help="workflow")
+workflow_option = click.option(
+    "-w", "--workflow", help="workflow (or give it first)", shell_complete=complete_workflow
+)
+workflow_argument = click.argument(
+    "workflow_name", metavar="[WORKFLOW]", required=False, shell_complete=complete_workflow
+)
+wide_option = click.option("--wide", is_flag=True, help="every column, however wide")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--url", envvar="SPA_URL", help="server URL (default http://127.0.0.1:7070)")
-@click.option("--token", envvar="SPA_TOKEN", help="API token (default: $SPA_HOME/token)")
-@click.option("--cacert", envvar="SPA_CACERT", help="CA file to trust for an https:// URL")
-@click.option("--json", "as_json", is_flag=True, help="print the raw JSON result")
+def _workflow(positional: str | None, option: str | None, required: bool = True) -> str:
+    """The workflow, named first (``run wf1``) or with ``-w`` (``run -w wf1``)."""
+    if positional and option and positional != option:
+        raise click.UsageError(f"two workflows given ({positional}, -w {option}): give one")
+    name = positional or option
+    if name is None and required:
+        raise click.UsageError("give the workflow: first (e.g. 'run wf1') or with -w WORKFLOW")
+    return name or ""
+
+
+def _version(click_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or click_ctx.resilient_parsing:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        click.echo(f"spa_ctl (spad) {version('spad')}")
+    except PackageNotFoundError:
+        click.echo("spa_ctl (spad) version unknown: not installed as a package")
+    click_ctx.exit(0)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=COMPLETION)
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_version,
+    help="print the version and exit",
+)
 @click.pass_context
-def cli(
-    click_ctx: click.Context,
-    url: str | None,
-    token: str | None,
-    cacert: str | None,
-    as_json: bool,
-) -> None:
+def cli(click_ctx: click.Context) -> None:
     """Drive a spad server: define, run, stop and watch workflows."""
-    click_ctx.obj = Context(Client(url, token, cacert=cacert), as_json)
+    click_ctx.ensure_object(Context)
 
 
-def _tree(json_text: str | None, file: str | None) -> Any:
+def _tree(json_text: str | None, file: str | None, command: str) -> dict[str, Any]:
+    """The definition tree given with -j or -f; a file may also hold a whole JSON-RPC request
+    for ``command`` (the examples' ``command_*.json``), whose params are the tree."""
     if (json_text is None) == (file is None):
         raise click.UsageError("give the definition tree with -j JSON or -f FILE")
+    where = file or "the -j text"
     try:
         text = Path(file).read_text() if file else json_text
-        return json.loads(text or "")
+        tree = json.loads(text or "")
     except OSError as exc:
         raise click.UsageError(f"cannot read {file}: {exc.strerror}") from None
     except ValueError as exc:
-        raise click.UsageError(f"the definition tree is not valid JSON: {exc}") from None
+        raise click.UsageError(f"{where} is not valid JSON: {exc}") from None
+    if isinstance(tree, dict) and "jsonrpc" in tree:
+        method = tree.get("method")
+        if method != command:
+            raise click.UsageError(
+                f"{where} is a JSON-RPC request for {method!r}, not {command!r}: "
+                f"give it to 'spa_ctl {method}' (or curl), or give a definition tree"
+                if isinstance(method, str)
+                else f"{where} is a JSON-RPC request without a method: give a definition tree"
+            )
+        tree = tree.get("params")
+    if not isinstance(tree, dict):
+        raise click.UsageError(
+            f"{where} holds no definition tree: give an object such as "
+            '{"project": {"name": "pr1", "workflows": [...]}} (examples/definition.json)'
+        )
+    return tree
 
 
 def _summary(verb: str, result: dict[str, Any]) -> str:
     parts = []
     for wf in result.get("workflows", []):
-        tasks = ", ".join(wf["tasks"])
+        tasks = ", ".join(printable(t) for t in wf["tasks"])
         whole = " (whole)" if wf.get("whole") else ""
         parts.append(f"  {wf['name']}{whole}" + (f": {tasks}" if tasks else ""))
     return f"{verb} in project {result['project']}" + ("\n" + "\n".join(parts) if parts else "")
@@ -98,7 +177,9 @@ def select_project(ctx: Context, project: str) -> None:
 @pass_ctx
 def create(ctx: Context, json_text: str | None, file: str | None) -> None:
     """Add projects, workflows and tasks (merging into what exists)."""
-    result = ctx.call("create", **_tree(json_text, file))
+    result = ctx.call("create", **_tree(json_text, file, "create"))
+    for warning in result.get("warnings", []):
+        click.echo(f"spa_ctl: warning: {warning}", err=True)
     show(ctx, result, _summary("created", result))
 
 
@@ -107,7 +188,7 @@ def create(ctx: Context, json_text: str | None, file: str | None) -> None:
 @pass_ctx
 def update(ctx: Context, json_text: str | None, file: str | None) -> None:
     """Replace the workflows and tasks given (dump's output can be edited and fed back)."""
-    result = ctx.call("update", **_tree(json_text, file))
+    result = ctx.call("update", **_tree(json_text, file, "update"))
     show(ctx, result, _summary("replaced", result))
 
 
@@ -131,77 +212,194 @@ def delete(
             raise click.UsageError("give -w WORKFLOW [-t TASK], or a tree with -j or -f")
         result = ctx.call("delete", project=project, workflow=workflow, task=task)
     else:
-        result = ctx.call("delete", **_tree(json_text, file))
+        result = ctx.call("delete", **_tree(json_text, file, "delete"))
     show(ctx, result, _summary("deleted", result))
 
 
 @cli.command()
+@workflow_argument
 @project_option
 @workflow_option
 @click.option("-t", "--task", help="run only this task")
 @click.option("--from", "from_task", help="start at this task")
 @pass_ctx
 def run(
-    ctx: Context, project: str | None, workflow: str, task: str | None, from_task: str | None
+    ctx: Context,
+    workflow_name: str | None,
+    project: str | None,
+    workflow: str | None,
+    task: str | None,
+    from_task: str | None,
 ) -> None:
-    """Start a workflow (a new run)."""
+    """Start a workflow (a new run): spa_ctl run wf1, or run -w wf1."""
+    name = _workflow(workflow_name, workflow)
     if task and from_task:
         raise click.UsageError("give -t TASK or --from TASK, not both")
-    params: dict[str, Any] = {"project": project, "workflow": workflow, "task": task}
+    params: dict[str, Any] = {"project": project, "workflow": name, "task": task}
     if from_task:
         params["from"] = from_task
     result = ctx.call("run", **params)
-    show(ctx, result, f"started {workflow}: run {result['run_id']}")
+    show(ctx, result, f"started {name}: run {result['run_id']}")
 
 
-@cli.command()
-@project_option
-@workflow_option
-@click.option("--wait", is_flag=True, help="return when the workflow has stopped")
-@click.option("--force", is_flag=True, help="no grace: SIGKILL at once")
-@click.option(
+def _wait_stopped(ctx: Context, project: str, workflow: str, run_id: int, timeout: float) -> Any:
+    """Poll until run ``run_id`` of the workflow is no longer running or stopping."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = ctx.call("status", project=project, workflow=workflow)
+        if state["run_id"] != run_id or state["status"] not in ("running", "stopping"):
+            return state
+        if time.monotonic() > deadline:
+            fail(f"{workflow} is still {state['status']} after {timeout:g} s", EXIT_REFUSED)
+        time.sleep(FOLLOW_INTERVAL)
+
+
+timeout_option = click.option(
     "--timeout",
     type=float,
     default=600,
     show_default=True,
-    help="with --wait: give up after this many seconds",
+    help="give up waiting after this many seconds",
 )
-@pass_ctx
-def stop(
-    ctx: Context, project: str | None, workflow: str, wait: bool, force: bool, timeout: float
-) -> None:
-    """Stop a running workflow: stop signal, then SIGKILL after each task's stop_timeout."""
-    result = ctx.call("stop", project=project, workflow=workflow, force=force or None)
-    if wait:
-        deadline = time.monotonic() + timeout
-        while True:
-            state = ctx.call("status", project=result["project"], workflow=workflow)
-            if state["run_id"] != result["run_id"] or state["status"] not in (
-                "running",
-                "stopping",
-            ):
-                result = state
-                break
-            if time.monotonic() > deadline:
-                fail(f"{workflow} is still {state['status']} after {timeout:g} s", EXIT_REFUSED)
-            time.sleep(FOLLOW_INTERVAL)
-    show(ctx, result, f"{workflow}: {result['status']}")
 
 
 @cli.command()
+@workflow_argument
+@project_option
+@workflow_option
+@click.option("--wait", is_flag=True, help="return when the workflow has stopped")
+@click.option("--force", is_flag=True, help="no grace: SIGKILL at once")
+@timeout_option
+@pass_ctx
+def stop(
+    ctx: Context,
+    workflow_name: str | None,
+    project: str | None,
+    workflow: str | None,
+    wait: bool,
+    force: bool,
+    timeout: float,
+) -> None:
+    """Stop a running workflow: stop signal, then SIGKILL after each task's stop_timeout."""
+    name = _workflow(workflow_name, workflow)
+    result = ctx.call("stop", project=project, workflow=name, force=force or None)
+    if wait:
+        result = _wait_stopped(ctx, result["project"], name, result["run_id"], timeout)
+    show(ctx, result, f"{name}: {result['status']}")
+
+
+@cli.command()
+@workflow_argument
+@project_option
+@workflow_option
+@timeout_option
+@pass_ctx
+def restart(
+    ctx: Context,
+    workflow_name: str | None,
+    project: str | None,
+    workflow: str | None,
+    timeout: float,
+) -> None:
+    """Stop a workflow gracefully, wait until it ended, and run it again (just run it when it
+    is not running)."""
+    name = _workflow(workflow_name, workflow)
+    result = ctx.call("restart", project=project, workflow=name)
+    run_id = result["run_id"]
+    if run_id is None:
+        old = result["stopping_run_id"]
+        deadline = time.monotonic() + timeout
+        while True:
+            state = ctx.call("status", project=result["project"], workflow=name)
+            if state["run_id"] != old:
+                run_id = state["run_id"]
+                break
+            if state["status"] not in ("running", "stopping"):
+                fail(f"{name} ended {state['status']} but did not start again", EXIT_REFUSED)
+            if time.monotonic() > deadline:
+                fail(f"{name} is still {state['status']} after {timeout:g} s", EXIT_REFUSED)
+            time.sleep(FOLLOW_INTERVAL)
+        result = {**result, "run_id": run_id}
+    show(ctx, result, f"restarted {name}: run {run_id}")
+
+
+@cli.command()
+@workflow_argument
 @project_option
 @workflow_option
 @click.option("-t", "--task", help="only this task")
+@click.option("-r", "--run-id", type=int, help="a past run (see history)")
+@wide_option
 @pass_ctx
-def status(ctx: Context, project: str | None, workflow: str, task: str | None) -> None:
-    """A workflow's status and one row per task."""
-    result = ctx.call("status", project=project, workflow=workflow, task=task)
+def status(
+    ctx: Context,
+    workflow_name: str | None,
+    project: str | None,
+    workflow: str | None,
+    task: str | None,
+    run_id: int | None,
+    wide: bool,
+) -> None:
+    """A workflow's status and one row per task; without a workflow, one line per workflow of
+    the project."""
+    name = _workflow(workflow_name, workflow, required=False)
+    from spad import tables
+
+    if not name:
+        if task or run_id:
+            raise click.UsageError("-t and -r need a workflow")
+        result = ctx.call("list", project=project or _current(ctx))
+        if ctx.as_json:
+            show(ctx, result)
+            return
+        tables.workflows_table(result, result["projects"][0]["name"], wide, ctx.utc)
+        return
+    result = ctx.call("status", project=project, workflow=name, task=task, run_id=run_id)
     if ctx.as_json:
         show(ctx, result)
         return
-    from spad.tables import status_table
+    tables.status_table(result, wide, ctx.utc)
 
-    status_table(result)
+
+def _current(ctx: Context) -> str:
+    for entry in ctx.call("list")["projects"]:
+        if entry["current"]:
+            return str(entry["name"])
+    fail("no current project: give one (-p PROJECT) or create one first", EXIT_REFUSED)
+
+
+@cli.command()
+@workflow_argument
+@project_option
+@workflow_option
+@click.option(
+    "-n",
+    "--limit",
+    type=click.IntRange(1, 10_000),
+    default=20,
+    show_default=True,
+    help="how many of the latest runs",
+)
+@wide_option
+@pass_ctx
+def history(
+    ctx: Context,
+    workflow_name: str | None,
+    project: str | None,
+    workflow: str | None,
+    limit: int,
+    wide: bool,
+) -> None:
+    """The runs of a workflow, newest first, and how each ended (finished, stopped, failed,
+    crashed = resumed as a newer run)."""
+    name = _workflow(workflow_name, workflow)
+    result = ctx.call("history", project=project, workflow=name, limit=limit)
+    if ctx.as_json:
+        show(ctx, result)
+        return
+    from spad.tables import history_table
+
+    history_table(result, wide, ctx.utc)
 
 
 @cli.command()
@@ -240,45 +438,55 @@ def set_status(
 
 @cli.command(name="list")
 @click.option("-p", "--project", help="only this project")
+@wide_option
 @pass_ctx
-def list_(ctx: Context, project: str | None) -> None:
+def list_(ctx: Context, project: str | None, wide: bool) -> None:
     """Projects, their workflows and each workflow's status."""
     result = ctx.call("list", project=project)
     if ctx.as_json:
         show(ctx, result)
         return
-    from spad.tables import list_table
+    from spad.tables import workflows_table
 
-    list_table(result)
+    workflows_table(result, None, wide, ctx.utc)
 
 
 @cli.command()
+@workflow_argument
 @project_option
 @workflow_option
-@click.option("-t", "--task", required=True, help="task")
+@click.option("-t", "--task", help="only this task (default: every task, lines prefixed)")
 @click.option("-r", "--run-id", type=int, help="run (default: the latest)")
-@click.option("-a", "--attempt", type=int, help="attempt (default: the latest)")
+@click.option("-a", "--attempt", type=int, help="attempt, with -t (default: the latest)")
 @click.option("-n", "--lines", type=click.IntRange(min=0), help="only the last LINES lines")
-@click.option("-f", "--follow", is_flag=True, help="keep printing as the task writes")
+@click.option("-f", "--follow", is_flag=True, help="keep printing as the tasks write")
 @pass_ctx
 def logs(
     ctx: Context,
+    workflow_name: str | None,
     project: str | None,
-    workflow: str,
-    task: str,
+    workflow: str | None,
+    task: str | None,
     run_id: int | None,
     attempt: int | None,
     lines: int | None,
     follow: bool,
 ) -> None:
-    """A task's output (stdout and stderr, in order)."""
-    params = {
-        "project": project,
-        "workflow": workflow,
-        "task": task,
-        "run_id": run_id,
-        "attempt": attempt,
-    }
+    """A task's output (stdout and stderr, in order); without -t every task's, each line
+    prefixed by its task's name."""
+    name = _workflow(workflow_name, workflow)
+    if attempt is not None and task is None:
+        raise click.UsageError("-a ATTEMPT needs -t TASK")
+    params = {"project": project, "workflow": name, "run_id": run_id}
+    if task is None:
+        if follow:
+            from spad.follow import follow_all
+
+            follow_all(ctx, params, lines)
+        else:
+            click.echo(ctx.call("logs", tail=lines, **params), nl=False)
+        return
+    params.update(task=task, attempt=attempt)
     if not follow:
         click.echo(ctx.call("logs", tail=lines, **params), nl=False)
         return
@@ -306,22 +514,22 @@ def logs(
     show_default=True,
     help="how many of the latest entries",
 )
+@wide_option
 @pass_ctx
-def audit_(ctx: Context, lines: int) -> None:
+def audit_(ctx: Context, lines: int, wide: bool) -> None:
     """The audit trail: every call that changed something, who made it, how it ended."""
     result = ctx.call("audit", limit=lines)
     if ctx.as_json:
         show(ctx, result)
         return
-    for entry in result["entries"]:
-        click.echo(
-            f"{entry['at']}  {entry['client']:<15} {entry['method']:<14} "
-            f"{entry['outcome']}  {entry['detail'] or ''}".rstrip()
-        )
+    from spad.tables import audit_table
+
+    audit_table(result, wide, ctx.utc)
 
 
 for command in (file, signal, alarms, alarm):
     cli.add_command(command)
+add_global_options(cli)
 
 
 def main() -> None:
@@ -336,3 +544,7 @@ def main() -> None:
         if isinstance(exc, click.UsageError):
             click.echo("  (spa_ctl --help lists the commands)", err=True)
         sys.exit(EXIT_USAGE)
+    except BrokenPipeError:
+        sys.exit(0)  # the reader went away (spa_ctl logs | head): nothing more to say
+    except Exception as exc:  # never a traceback to a person: say what broke, where to report
+        fail(f"unexpected error ({type(exc).__name__}: {exc}); please report it", EXIT_USAGE)

@@ -1,4 +1,5 @@
-"""What every spa_ctl command shares: the client, output, and failing with an exit code."""
+"""What every spa_ctl command shares: the client, the options that may stand anywhere on the
+line, output, and failing with an exit code."""
 
 from __future__ import annotations
 
@@ -9,16 +10,31 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from spad.client import Client, ServerError, Unreachable
+from spad.client import BadUrl, Client, ServerError, Unreachable
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 T = TypeVar("T")
 
 
 class Context:
-    def __init__(self, client: Client, as_json: bool) -> None:
-        self.client = client
-        self.as_json = as_json
+    """The global options (set wherever they stand on the line) and the client they make."""
+
+    def __init__(self) -> None:
+        self.url: str | None = None
+        self.token: str | None = None
+        self.cacert: str | None = None
+        self.as_json = False
+        self.utc = False
+        self._client: Client | None = None
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            try:
+                self._client = Client(self.url, self.token, cacert=self.cacert)
+            except BadUrl as exc:
+                raise click.UsageError(str(exc)) from None
+        return self._client
 
     def call(self, method: str, **params: Any) -> Any:
         return self.guarded(self.client.call, method, **params)
@@ -46,3 +62,53 @@ def show(ctx: Context, result: Any, text: str | None = None) -> None:
         click.echo(json.dumps(result, indent=2, ensure_ascii=False))
     else:
         click.echo(text)
+
+
+def _setter(attribute: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    def store(click_ctx: click.Context, _param: click.Parameter, value: Any) -> None:
+        if value not in (None, False):  # not given here: it may stand elsewhere on the line
+            setattr(click_ctx.ensure_object(Context), attribute, value)
+
+    return store
+
+
+def global_options() -> list[click.Option]:
+    """``--json``, ``--url``, ``--token``, ``--cacert``, ``--utc``: accepted by the group and
+    by every command, so that ``spa_ctl status -w wf1 --json`` is ``spa_ctl --json status -w
+    wf1``. Fresh objects for each command (click keeps per-command state in them)."""
+
+    def option(*decls: str, attribute: str, **kwargs: Any) -> click.Option:
+        return click.Option(list(decls), expose_value=False, callback=_setter(attribute), **kwargs)
+
+    return [
+        option("--json", attribute="as_json", is_flag=True, help="print the raw JSON result"),
+        option(
+            "--url",
+            attribute="url",
+            metavar="URL",
+            help="server URL (default: $SPA_URL, else the home's server, else "
+            "http://127.0.0.1:7070)",
+        ),
+        option(
+            "--token",
+            attribute="token",
+            metavar="TOKEN",
+            help="API token (default: $SPA_TOKEN, else $SPA_HOME/token)",
+        ),
+        option(
+            "--cacert",
+            attribute="cacert",
+            metavar="FILE",
+            envvar="SPA_CACERT",
+            help="CA file to trust for an https:// URL",
+        ),
+        option("--utc", attribute="utc", is_flag=True, help="show times in UTC, not local"),
+    ]
+
+
+def add_global_options(command: click.Command) -> None:
+    """Give ``command`` and every command under it the global options."""
+    command.params.extend(global_options())
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            add_global_options(sub)

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from spad.home import DEFAULT_HOME, read_url
+
 DEFAULT_URL = "http://127.0.0.1:7070"
 CHUNK = 1024 * 1024
 Progress = Callable[[int], None]
@@ -35,13 +37,38 @@ class Unreachable(Exception):
     """No server answered at the URL."""
 
 
+class BadUrl(ValueError):
+    """The URL given cannot be used; the message says how to write it."""
+
+
+def find_url(explicit: str | None) -> str:
+    """``--url``; inside a task (``SPA_TASK`` and ``SPA_HOME`` set) the URL the running server
+    wrote into the home, since the task's ``SPA_URL`` names the server that started it, which
+    may have come back elsewhere; then ``SPA_URL``; then the home's URL; then the default."""
+    home = os.environ.get("SPA_HOME")
+    in_task = bool(home and os.environ.get("SPA_TASK"))
+    url = (
+        explicit
+        or (in_task and read_url(home or ""))
+        or os.environ.get("SPA_URL")
+        or read_url(home or DEFAULT_HOME)
+        or DEFAULT_URL
+    )
+    if "://" not in url:
+        raise BadUrl(
+            f"the URL {url!r} has no scheme: write it http://{url} (or https://{url} "
+            "for a server started with --tls-cert)"
+        )
+    return url.rstrip("/")
+
+
 def find_token(explicit: str | None) -> str | None:
     """``--token``, then ``SPA_TOKEN``, then ``$SPA_HOME/token`` (default home /opt/spa)."""
     if explicit:
         return explicit
     if os.environ.get("SPA_TOKEN"):
         return os.environ["SPA_TOKEN"]
-    path = Path(os.environ.get("SPA_HOME") or "/opt/spa") / "token"
+    path = Path(os.environ.get("SPA_HOME") or DEFAULT_HOME) / "token"
     try:
         return path.read_text().strip()
     except OSError:
@@ -56,7 +83,7 @@ class Client:
         timeout: float = 60,
         cacert: str | None = None,
     ):
-        self.url = (url or os.environ.get("SPA_URL") or DEFAULT_URL).rstrip("/")
+        self.url = find_url(url)
         self.token = find_token(token)
         self.timeout = timeout
         self._ids = itertools.count(1)

@@ -38,12 +38,20 @@ def file() -> None:
 @file.command()
 @click.argument("local", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("remote")
-@click.option("--exec", "executable", is_flag=True, help="make it executable (for bin/)")
+@click.option(
+    "--exec",
+    "executable",
+    is_flag=True,
+    help="make it executable (for bin/; a local file with its execute bit is made so anyway)",
+)
 @pass_ctx
 def put(ctx: Context, local: Path, remote: str, executable: bool) -> None:
-    """Copy LOCAL to REMOTE (e.g. bin/tool, data/in/x.csv; a trailing / keeps the name)."""
+    """Copy LOCAL to REMOTE (e.g. bin/tool, data/in/x.csv; a trailing / keeps the name).
+    Into bin/ the local execute bit is kept, as scp -p does."""
     if remote.endswith("/") or "/" not in remote.strip("/"):
         remote = remote.rstrip("/") + "/" + local.name
+    if remote.strip("/").startswith("bin/") and os.access(local, os.X_OK):
+        executable = True
     with progress_bar(f"put {local.name}", local.stat().st_size) as progress:
         result = ctx.guarded(ctx.client.put_file, local, remote, executable, progress)
     mode = " (executable)" if result["executable"] else ""

@@ -40,6 +40,11 @@ class Home:
     def token_file(self) -> Path:
         return self.root / "token"
 
+    @property
+    def url_file(self) -> Path:
+        """The URL of the server that runs now (see :func:`write_url`)."""
+        return self.root / "url"
+
     def token(self) -> str:
         return self.token_file.read_text().strip()
 
@@ -54,3 +59,20 @@ class Home:
 def resolve(flag: str | None) -> Home:
     """``--home`` wins over ``SPA_HOME``, which wins over the default."""
     return Home(Path(flag or os.environ.get("SPA_HOME") or DEFAULT_HOME).absolute())
+
+
+def write_url(home: Home, url: str) -> None:
+    """Record where the server listens, atomically: a task started by an earlier server (on
+    another address) reads it to reach the one that runs now."""
+    partial = home.root / f".url.{os.getpid()}"
+    partial.write_text(url + "\n")
+    os.replace(partial, home.url_file)
+
+
+def read_url(root: str) -> str | None:
+    """The URL the server of the home at ``root`` wrote, or None."""
+    try:
+        with open(os.path.join(root, "url")) as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None

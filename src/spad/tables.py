@@ -1,76 +1,290 @@
-"""Readable tables for spa_ctl (rich), kept out of the CLI's import path until needed."""
+"""Tables for spa_ctl that fit the terminal, and text from tasks shown as text.
+
+Plain text, no markup language: a param or an alarm message holding ``[/bold]`` is printed as
+it is, and control characters (ESC, NUL, a newline inside a file name) are shown escaped, so
+nothing a task writes can drive the terminal or forge a line. At the terminal's width a name or
+a status is never cut: whole columns drop from the right (the first ones are kept), and
+``--wide`` shows them all.
+"""
 
 from __future__ import annotations
 
+import os
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+GAP = "  "
 
 
-def _cell(value: Any) -> str:
+def printable(value: str) -> str:
+    """``value`` with every non-printable character escaped (``\\x1b``, ``\\n``, ``\\x00``)."""
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in value)
+
+
+def cell(value: Any) -> str:
     if value is None:
         return "-"
-    if isinstance(value, list):
-        return " ".join(str(v) for v in value)
-    return str(value)
+    return printable(str(value))
 
 
-def _time(value: str | None) -> str:
-    """``2026-11-28T04:08:31.123Z`` shown as ``2026-11-28 04:08:31``."""
-    return value[:19].replace("T", " ") if value else "-"
+def params(values: list[str]) -> str:
+    """A task's params as a shell would read them: ``'report ready'`` is one, ``report
+    ready`` two."""
+    return printable(shlex.join(values)) if values else "-"
 
 
-def _console() -> Console:
-    """The terminal's width on a terminal; wide enough never to cut a cell in a pipe or file."""
-    console = Console(soft_wrap=True)
-    return console if console.is_terminal else Console(soft_wrap=True, width=400)
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def _table(*columns: str) -> Table:
-    table = Table(box=None, pad_edge=False)
-    for column in columns:
-        table.add_column(column.replace("_", " "), no_wrap=True)
-    return table
+def local_time(value: str | None, utc: bool) -> str:
+    """``2026-11-28T04:08:31.123Z`` as ``2026-11-28 05:08:31 CET`` (``--utc``: ``... UTC``)."""
+    if not value:
+        return "-"
+    moment = parse_time(value)
+    shown = moment.astimezone(UTC) if utc else moment.astimezone()
+    return shown.strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
-def status_table(result: dict[str, Any]) -> None:
-    console = _console()
-    run = f"run {result['run_id']}" if result["run_id"] is not None else "never run"
-    console.print(
-        f"{result['project']}/{result['workflow']}: [bold]{result['status']}[/] ({run})",
-        highlight=False,
-    )
-    columns = ("place", "name", "exec", "function", "params", "status", "pid", "attempt")
-    table = _table(*columns, "exit_code", "started_at", "ended_at")
-    for task in result["tasks"]:
-        cells = [_cell(task[c]) for c in columns]
-        table.add_row(
-            *cells, _cell(task["exit_code"]), _time(task["started_at"]), _time(task["ended_at"])
-        )
-    console.print(table, highlight=False)
+def duration(seconds: float) -> str:
+    """``75`` as ``1m15s``: how long, at a glance."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
-def list_table(result: dict[str, Any]) -> None:
-    console = _console()
-    table = _table("project", "workflow", "status", "run")
-    for project in result["projects"]:
-        name = project["name"] + (" *" if project["current"] else "")
-        if not project["workflows"]:
-            table.add_row(name, "-", "-", "-")
-        for wf in project["workflows"]:
-            table.add_row(name, wf["name"], wf["status"], _cell(wf["run_id"]))
-    console.print(table, highlight=False)
-    console.print("* current project", style="dim", highlight=False)
+def since(value: str | None, now: float | None = None) -> str:
+    """How long ago ``value`` was."""
+    if not value:
+        return "-"
+    return duration((now or time.time()) - parse_time(value).timestamp())
 
 
-def alarms_table(result: dict[str, Any]) -> None:
-    console = _console()
-    columns = ("id", "state", "severity", "project", "source", "kind", "count")
-    table = _table(*columns, "first_seen", "last_seen", "message")
-    for alarm in result["alarms"]:
-        cells = [_cell(alarm[c]) for c in columns]
-        table.add_row(
-            *cells, _time(alarm["first_seen"]), _time(alarm["last_seen"]), alarm["message"]
-        )
-    console.print(table, highlight=False)
+def until(value: str | None, now: float | None = None) -> str:
+    """When ``value`` comes: ``in 12s`` (``now`` once it passed)."""
+    if not value:
+        return "-"
+    left = parse_time(value).timestamp() - (now or time.time())
+    return f"in {duration(left)}" if left >= 1 else "now"
+
+
+def width() -> int | None:
+    """Columns to fit: ``COLUMNS``, else the terminal's; None (no limit) in a pipe or file."""
+    given = os.environ.get("COLUMNS", "")
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    if sys.stdout.isatty():
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    return None
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    keep: bool = False  # never dropped: names and statuses
+    right: bool = False  # numbers
+
+
+def render(
+    columns: Sequence[Column], rows: Sequence[Sequence[str]], limit: int | None, wide: bool
+) -> str:
+    """The table as lines, its columns dropped from the right (all but ``keep`` ones) until it
+    fits ``limit`` characters; every column whole with ``wide`` or without a limit."""
+    widths = [max([len(c.title), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
+    shown = list(range(len(columns)))
+
+    def total() -> int:
+        return sum(widths[i] for i in shown) + len(GAP) * (len(shown) - 1)
+
+    if limit is not None and not wide:
+        for i in reversed(range(len(columns))):
+            if total() <= limit:
+                break
+            if not columns[i].keep:
+                shown.remove(i)
+    lines = []
+    for values in [[c.title.upper() for c in columns], *rows]:
+        parts = [
+            values[i].rjust(widths[i]) if columns[i].right else values[i].ljust(widths[i])
+            for i in shown
+        ]
+        lines.append(GAP.join(parts).rstrip())
+    hidden = len(columns) - len(shown)
+    if hidden:
+        lines.append(f"({hidden} more column{'s' if hidden > 1 else ''}: --wide shows them)")
+    return "\n".join(lines)
+
+
+def print_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], wide: bool) -> None:
+    print(render(columns, rows, width(), wide))
+
+
+def status_table(result: dict[str, Any], wide: bool = False, utc: bool = False) -> None:
+    run = result["run_id"]
+    head = f"{cell(result['project'])}/{cell(result['workflow'])}: {cell(result['status'])}"
+    if run is not None:
+        head += f" (run {run}, started {local_time(result.get('started_at'), utc)}"
+        if result.get("ended_at"):
+            head += f", ended {local_time(result['ended_at'], utc)}"
+        if result.get("resumed_from"):
+            head += f", resumed from run {result['resumed_from']}"
+        head += ")"
+    else:
+        head += " (never run)"
+    print(head)
+    columns = [
+        Column("place", right=True),
+        Column("name", keep=True),
+        Column("status", keep=True),
+        Column("for"),
+        Column("restarts", right=True),
+        Column("next"),
+        Column("exit", right=True),
+        Column("pid", right=True),
+        Column("function"),
+        Column("params"),
+        Column("exec"),
+        Column("started"),
+        Column("ended"),
+    ]
+    rows = [
+        [
+            cell(task["place"]),
+            cell(task["name"]),
+            cell(task["status"]),
+            since(task.get("since")),
+            cell(task.get("restarts", 0)),
+            until(task.get("next_attempt_at")) if task["status"] == "rerun" else "-",
+            cell(task["exit_code"]),
+            cell(task["pid"]),
+            cell(task["function"]),
+            params(task["params"]),
+            cell(task["exec"]),
+            local_time(task["started_at"], utc),
+            local_time(task["ended_at"], utc),
+        ]
+        for task in result["tasks"]
+    ]
+    print_table(columns, rows, wide)
+
+
+def workflows_table(result: dict[str, Any], project: str | None, wide: bool, utc: bool) -> None:
+    """``list`` (every project) or ``status`` without a workflow (one project)."""
+    columns = [
+        Column("project", keep=project is None),
+        Column("workflow", keep=True),
+        Column("status", keep=True),
+        Column("for"),
+        Column("restarts", right=True),
+        Column("run", right=True),
+        Column("started"),
+    ]
+    rows = []
+    for entry in result["projects"]:
+        name = cell(entry["name"]) + (" *" if entry["current"] else "")
+        if not entry["workflows"]:
+            rows.append([name, "-", "-", "-", "-", "-", "-"])
+        for wf in entry["workflows"]:
+            rows.append(
+                [
+                    name,
+                    cell(wf["name"]),
+                    cell(wf["status"]),
+                    since(wf.get("ended_at") or wf.get("started_at")),
+                    cell(wf.get("restarts", 0)),
+                    cell(wf["run_id"]),
+                    local_time(wf.get("started_at"), utc),
+                ]
+            )
+    if project is not None:
+        columns, rows = columns[1:], [row[1:] for row in rows]
+    print_table(columns, rows, wide)
+    if project is None:
+        print("* current project")
+
+
+def history_table(result: dict[str, Any], wide: bool, utc: bool) -> None:
+    columns = [
+        Column("run", right=True, keep=True),
+        Column("status", keep=True),
+        Column("ended_by", keep=True),
+        Column("started"),
+        Column("ended"),
+        Column("resumed_from", right=True),
+    ]
+    rows = [
+        [
+            cell(run["run_id"]),
+            cell(run["status"]),
+            cell(run["ended_by"] or "running"),
+            local_time(run["started_at"], utc),
+            local_time(run["ended_at"], utc),
+            cell(run["resumed_from"]),
+        ]
+        for run in result["runs"]
+    ]
+    print_table(columns, rows, wide)
+
+
+def alarms_table(result: dict[str, Any], wide: bool = False, utc: bool = False) -> None:
+    columns = [
+        Column("id", right=True, keep=True),
+        Column("state", keep=True),
+        Column("severity", keep=True),
+        Column("kind", keep=True),
+        Column("message"),
+        Column("count", right=True),
+        Column("project"),
+        Column("source"),
+        Column("first_seen"),
+        Column("last_seen"),
+    ]
+    rows = [
+        [
+            cell(alarm["id"]),
+            cell(alarm["state"]),
+            cell(alarm["severity"]),
+            cell(alarm["kind"]),
+            cell(alarm["message"]),
+            cell(alarm["count"]),
+            cell(alarm["project"]),
+            cell(alarm["source"]),
+            local_time(alarm["first_seen"], utc),
+            local_time(alarm["last_seen"], utc),
+        ]
+        for alarm in result["alarms"]
+    ]
+    print_table(columns, rows, wide)
+
+
+def audit_table(result: dict[str, Any], wide: bool = False, utc: bool = False) -> None:
+    columns = [
+        Column("at", keep=True),
+        Column("client"),
+        Column("method", keep=True),
+        Column("outcome", keep=True),
+        Column("detail"),
+    ]
+    rows = [
+        [
+            local_time(entry["at"], utc),
+            cell(entry["client"]),
+            cell(entry["method"]),
+            cell(entry["outcome"]),
+            cell(entry["detail"] or ""),
+        ]
+        for entry in result["entries"]
+    ]
+    print_table(columns, rows, wide)

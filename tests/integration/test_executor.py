@@ -29,6 +29,7 @@ from spad.executors.base import Launch
 from spad.executors.local import LocalExecutor, find_spawner
 signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR2])
 signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+signal.signal(signal.SIGQUIT, signal.SIG_IGN)  # as spad started from the background of a script
 signal.signal(signal.SIGUSR1, lambda *_: None)
 spawner = find_spawner() if sys.argv[1] == "library" else None
 launch = Launch(["/bin/sleep", "60"], {"SPAD_PROBE": "yes"}, sys.argv[2], "/dev/null")

@@ -1,4 +1,5 @@
-"""``$SPA_HOME/spad.toml``: where the alarm watcher reads signals, and how it treats them.
+"""``$SPA_HOME/spad.toml``: where the alarm watcher reads signals, and how it treats them
+(and ``[retention]``, see :mod:`spad.retention`).
 
 ```toml
 [alarms]
@@ -25,6 +26,7 @@ from typing import Annotated
 import msgspec
 from msgspec import Meta, Struct
 
+from spad import retention
 from spad.errors import HomeError
 from spad.model import FieldError, describe
 from spad.names import check_name
@@ -76,8 +78,26 @@ class AlarmsConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
         _name("on_open", self.on_open)
 
 
+class RetentionConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``[retention]``: see :mod:`spad.retention`."""
+
+    runs: Annotated[int, Meta(ge=1, le=1_000_000)] = retention.DEFAULT_RUNS
+    disk_min_free: str | int = retention.DEFAULT_DISK_MIN_FREE
+
+    def __post_init__(self) -> None:
+        try:
+            retention.parse_size(self.disk_min_free)
+        except ValueError as exc:
+            raise FieldError("disk_min_free", str(exc)) from None
+
+    @property
+    def disk_min_free_bytes(self) -> int:
+        return retention.parse_size(self.disk_min_free)
+
+
 class SpadConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     alarms: AlarmsConfig = msgspec.field(default_factory=AlarmsConfig)
+    retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
 
 
 def load(path: Path) -> SpadConfig:

@@ -53,6 +53,9 @@ class LocalProcess(TaskProcess):
             self._popen.returncode = code
 
 
+#: Every signal whose disposition can be set (glibc keeps its own two out of this set).
+_RESETTABLE = tuple(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
+
 #: Where scripts/bootstrap puts the compiled ``spawn.c``.
 LIBRARY = os.path.join(sys.prefix, "lib", "libspad-spawn.so")
 
@@ -131,6 +134,8 @@ class LocalExecutor(Executor):
         parent = self._me
 
         def prepare() -> None:  # in the child, between fork and exec
+            for signum in _RESETTABLE:  # handled or ignored here, the default for the task
+                signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_SETMASK, ())
             if not faults.NO_KILL:
                 procs.die_with_parent(parent)

@@ -8,9 +8,11 @@
  * prctl added: the cost of a bare posix_spawn. The runner loads it with ctypes; scripts/bootstrap
  * builds it when a C compiler is there, and without it the runner falls back to preexec_fn.
  *
- * In the child, until exec: every signal the runner handles goes back to its default, as do
- * SIGPIPE and SIGXFSZ (Python ignores them), and the signal mask is emptied, so a task starts
- * as it would from a shell. Only async-signal-safe calls: the child shares the runner's memory.
+ * In the child, until exec: every signal goes back to its default, whether the runner handles
+ * it or ignores it (Python ignores SIGPIPE and SIGXFSZ; a spad started from the background of a
+ * script inherits SIGINT and SIGQUIT ignored), and the signal mask is emptied, so a task starts
+ * as systemd or supervisord would start it, however spad was started. Only async-signal-safe
+ * calls: the child shares the runner's memory.
  *
  * Returns the pid, or -1 with errno set when the child could not be made. When the folder cannot
  * be entered or the program not run, the child writes why to the task's output and exits 127
@@ -50,8 +52,7 @@ static _Noreturn void child(const char *path, char *const argv[], char *const en
         if (signum == SIGKILL || signum == SIGSTOP || sigaction(signum, NULL, &action) != 0) {
             continue;
         }
-        if (action.sa_handler != SIG_DFL &&
-            (action.sa_handler != SIG_IGN || signum == SIGPIPE || signum == SIGXFSZ)) {
+        if (action.sa_handler != SIG_DFL) {
             action.sa_handler = SIG_DFL;
             action.sa_flags = 0;
             sigaction(signum, &action, NULL);

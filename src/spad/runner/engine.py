@@ -243,9 +243,10 @@ class Engine:
     def _failed(self, task: Task, status: str) -> None:
         if task.retries == -1 or task.failures < task.retries:
             task.failures += 1
-            self._record(task, status=states.RERUN)
+            delay = _retry_delay(task)
+            self._record(task, status=states.RERUN, next_attempt_at=runs.in_seconds(delay))
             self.retrying.add(task)
-            task.timers.append(self.timers.after(_retry_delay(task), lambda: self._retry(task)))
+            task.timers.append(self.timers.after(delay, lambda: self._retry(task)))
             return
         self.failure = status
         if self.info.on_failure == "stop":

@@ -7,7 +7,7 @@ import json
 import sqlite3
 from typing import Any
 
-from spad import areas, catalog, logfiles, states
+from spad import areas, catalog, logfiles, retention, states
 from spad.alarms import journal
 from spad.alarms import logic as alarm_logic
 from spad.errors import Conflict, Invalid, NotFound
@@ -78,8 +78,18 @@ class SetStatusParams(WorkflowParams):
 
 
 @PARAMS
+class StatusParams(TaskParams):
+    run_id: int | None = checked(optional(integer(1)), None)
+
+
+@PARAMS
+class HistoryParams(WorkflowParams):
+    limit: int = checked(integer(1, 10_000), 20)
+
+
+@PARAMS
 class LogsParams(WorkflowParams):
-    task: str = checked(name)
+    task: str | None = checked(optional(name), None)
     run_id: int | None = checked(optional(integer(1)), None)
     attempt: int | None = checked(optional(integer(1)), None)
     tail: int | None = checked(optional(integer(0, 1_000_000)), None)
@@ -96,7 +106,16 @@ def select_project(svc: Service, p: SelectParams) -> dict[str, Any]:
 def create(svc: Service, params: Any) -> dict[str, Any]:
     from spad.model import parse_spec  # loaded with the first definition
 
-    return catalog.create(svc.conn, parse_spec(params))
+    spec = parse_spec(params)
+    result = catalog.create(svc.conn, spec)
+    functions = {t.function for wf in spec.workflows for t in wf.tasks}
+    missing = sorted(f for f in functions if svc.home.executable(f) is None)
+    if missing:  # defined before its program is copied in: fine, but say so before run fails
+        result["warnings"] = [
+            f"no executable {f} in bin/ yet: copy it with 'spa_ctl file put LOCAL bin/ --exec'"
+            for f in missing
+        ]
+    return result
 
 
 def update(svc: Service, params: Any) -> dict[str, Any]:
@@ -135,6 +154,9 @@ def list_(svc: Service, p: ProjectParams) -> dict[str, Any]:
                     "name": wf["name"],
                     "status": run["status"] if run else states.NOT_RUN,
                     "run_id": run["id"] if run else None,
+                    "started_at": run["started_at"] if run else None,
+                    "ended_at": run["ended_at"] if run else None,
+                    "restarts": runs.restarts(svc.conn, run["id"]) if run else 0,
                 }
             )
         projects.append(
@@ -143,16 +165,19 @@ def list_(svc: Service, p: ProjectParams) -> dict[str, Any]:
     return {"projects": projects}
 
 
-def status(svc: Service, p: TaskParams) -> dict[str, Any] | RawJSON:
+def status(svc: Service, p: StatusParams) -> dict[str, Any] | RawJSON:
     project = _project_name(svc, p.project)
     wf = _workflow(svc, project, p.workflow)
-    run = runs.latest(svc.conn, wf["id"])
-    rows = runs.status_rows_json(svc.conn, wf["id"], run["id"] if run else None)
+    run = _run(svc, project, wf, p.run_id) if p.run_id else runs.latest(svc.conn, wf["id"])
+    rows = runs.status_rows_json(svc.conn, wf["id"], run, defined_since=p.run_id is None)
     head = {
         "project": project,
         "workflow": p.workflow,
         "status": run["status"] if run else states.NOT_RUN,
         "run_id": run["id"] if run else None,
+        "started_at": run["started_at"] if run else None,
+        "ended_at": run["ended_at"] if run else None,
+        "resumed_from": run["resumed_from"] if run else None,
     }
     if p.task is None:  # the common case, and the large one: the rows go out as SQLite wrote them
         return RawJSON(json.dumps(head, ensure_ascii=False)[:-1] + f', "tasks": {rows}}}')
@@ -167,10 +192,49 @@ def run(svc: Service, p: RunParams) -> dict[str, Any]:
         raise Invalid("give either task (run only that task) or from (start there), not both")
     project = _project_name(svc, p.project)
     wf = _workflow(svc, project, p.workflow)
+    _check_disk(svc, project, p.workflow)
     run_id = svc.supervisor.start(project, wf, only_task=p.task, from_task=p.from_task)
     with transaction(svc.conn):
         defs.set_current_project(svc.conn, project)
     return {"run_id": run_id}
+
+
+def restart(svc: Service, p: WorkflowParams) -> dict[str, Any]:
+    """Graceful stop, then a new run once the old one ended (at once when none runs)."""
+    project = _project_name(svc, p.project)
+    wf = _workflow(svc, project, p.workflow)
+    _check_disk(svc, project, p.workflow)
+    unfinished = runs.unfinished(svc.conn, wf["id"])
+    old = unfinished[0] if unfinished else None
+    run_id = svc.supervisor.restart(project, wf, old)
+    with transaction(svc.conn):
+        defs.set_current_project(svc.conn, project)
+    return {
+        "project": project,
+        "workflow": p.workflow,
+        "stopping_run_id": old["id"] if old else None,
+        "run_id": run_id,
+    }
+
+
+def history(svc: Service, p: HistoryParams) -> dict[str, Any]:
+    project = _project_name(svc, p.project)
+    wf = _workflow(svc, project, p.workflow)
+    return {
+        "project": project,
+        "workflow": p.workflow,
+        "runs": [
+            {
+                "run_id": row["id"],
+                "status": row["status"],
+                "started_at": row["started_at"],
+                "ended_at": row["ended_at"],
+                "ended_by": runs.ended_by(row),
+                "resumed_from": row["resumed_from"],
+            }
+            for row in runs.history(svc.conn, wf["id"], p.limit)
+        ],
+    }
 
 
 def stop(svc: Service, p: StopParams) -> dict[str, Any]:
@@ -209,15 +273,22 @@ def set_status(svc: Service, p: SetStatusParams) -> dict[str, Any]:
 def logs(svc: Service, p: LogsParams) -> Any:
     project = _project_name(svc, p.project)
     wf = _workflow(svc, project, p.workflow)
-    run = runs.get(svc.conn, p.run_id) if p.run_id else runs.latest(svc.conn, wf["id"])
-    if run is None or run["workflow_id"] != wf["id"]:
-        raise NotFound(f"{project}/{p.workflow} has no run {p.run_id or ''}".strip())
+    run = _run(svc, project, wf, p.run_id) if p.run_id else runs.latest(svc.conn, wf["id"])
+    if run is None:
+        raise NotFound(f"{project}/{p.workflow} has never run: no log yet")
+    if p.task is None:
+        return _every_task_log(svc, project, p, run)
     row = runs.task(svc.conn, run["id"], p.task)
     if row is None:
         raise NotFound(f"task {p.task!r} is not in run {run['id']} of {project}/{p.workflow}")
     attempt = p.attempt or row["attempt"]
     if not attempt:
         raise NotFound(f"task {p.task!r} has not started in run {run['id']}: no log yet")
+    if attempt > row["attempt"]:
+        raise NotFound(
+            f"task {p.task!r} has no attempt {attempt} in run {run['id']} "
+            f"(it started {row['attempt']} time{'s' if row['attempt'] > 1 else ''})"
+        )
     path = logfiles.path_for(svc.home.logs, project, p.workflow, run["id"], p.task, attempt)
     if p.offset is not None and p.tail is not None:
         text, offset = logfiles.read_tail(path, p.tail), logfiles.size(path)
@@ -226,6 +297,51 @@ def logs(svc: Service, p: LogsParams) -> Any:
         text, offset = logfiles.read_from(path, p.offset, whole=row["ended_at"] is not None)
         return {"text": text, "offset": offset, "ended": row["ended_at"] is not None}
     return logfiles.read_tail(path, p.tail)
+
+
+def _every_task_log(svc: Service, project: str, p: LogsParams, run: sqlite3.Row) -> str:
+    """Each started task's latest attempt (its last ``tail`` lines), every line prefixed by
+    the task's name, in the tasks' order (as ``docker compose logs``)."""
+    if p.attempt is not None or p.offset is not None:
+        raise Invalid("attempt and offset need a task: give task too", field="task")
+    started = [t for t in runs.tasks(svc.conn, run["id"]) if t["attempt"]]
+    width = max((len(t["name"]) for t in started), default=0)
+    parts: list[str] = []
+    for row in started:
+        path = logfiles.path_for(
+            svc.home.logs, project, p.workflow, run["id"], row["name"], row["attempt"]
+        )
+        text = logfiles.read_tail(path, p.tail)
+        prefix = f"{row['name']:<{width}} | "
+        parts.extend(prefix + line for line in text.splitlines(keepends=True))
+    text = "".join(parts)
+    return text if not text or text.endswith("\n") else text + "\n"
+
+
+def _run(svc: Service, project: str, wf: sqlite3.Row, run_id: int) -> sqlite3.Row:
+    run = runs.get(svc.conn, run_id)
+    if run is None or run["workflow_id"] != wf["id"]:
+        raise NotFound(f"{project}/{wf['name']} has no run {run_id}")
+    return run
+
+
+def _check_disk(svc: Service, project: str, workflow: str) -> None:
+    """Refuse a new run below ``[retention] disk_min_free``, and raise a ``disk`` alarm."""
+    free = retention.free_bytes(svc.home.root)
+    floor = svc.policy.disk_min_free
+    if free >= floor:
+        return
+    message = (
+        f"only {retention.human(free)} free on the file system of {svc.home.root}, below "
+        f"disk_min_free ({retention.human(floor)}, spad.toml [retention]): free some space "
+        "(old runs' logs in logs/) before running"
+    )
+    with transaction(svc.conn):
+        alarm_store.raise_signal(
+            svc.conn, runs.now(), project, "spad", "disk", "critical", message, float(free)
+        )
+    svc.wake_alarms()
+    raise Conflict(f"cannot run {project}/{workflow}: {message}")
 
 
 def _project_name(svc: Service, given: str | None) -> str:
@@ -261,6 +377,8 @@ def _running(svc: Service, project: str | None, workflow: str) -> sqlite3.Row:
     if project is not None:
         _workflow(svc, project, workflow)
         candidates = [r for r in candidates if r["project"] == project]
+    elif not defs.workflows_named(svc.conn, workflow):
+        raise NotFound(f"workflow {workflow!r} does not exist in any project", workflow=workflow)
     if not candidates:
         where = f"{project}/{workflow}" if project else f"workflow {workflow!r}"
         raise Conflict(f"{where} is not running: nothing to stop")
@@ -369,7 +487,9 @@ METHODS: dict[str, Method] = {
     "update": Method(update, mutating=True),
     "run": Method(run, RunParams, mutating=True),
     "stop": Method(stop, StopParams, mutating=True),
-    "status": Method(status, TaskParams),
+    "status": Method(status, StatusParams),
+    "history": Method(history, HistoryParams),
+    "restart": Method(restart, WorkflowParams, mutating=True),
     "dump": Method(dump, DumpParams),
     "set_status": Method(set_status, SetStatusParams, mutating=True),
     "list": Method(list_, ProjectParams),

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from spad.home import Home
+from spad.retention import Policy
 
 if TYPE_CHECKING:
     from spad.server.supervisor import Supervisor
@@ -23,3 +24,4 @@ class Service:
     supervisor: Supervisor
     #: Makes sure the alarm watcher runs (it starts on the first signal, not before).
     wake_alarms: Callable[[], None] = lambda: None
+    policy: Policy = field(default_factory=Policy)

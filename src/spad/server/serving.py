@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 from spad import home as homes
 from spad.areas import DEFAULT_MAX_FILE
 from spad.errors import HomeError
+from spad.retention import Policy
+from spad.server import homelock
 from spad.server.app import Api
 from spad.server.http import HttpServer
 from spad.server.service import Service
@@ -67,11 +69,12 @@ def tls_context(options: Options) -> ssl.SSLContext | None:
 
 async def serve(home: homes.Home, options: Options) -> None:
     context = tls_context(options)
-    has_sources = configured_sources(home)
+    lock = homelock.hold(home)  # before the store and the port: a second server changes nothing
+    has_sources, policy = read_config(home)
     conn = open_store(home)
-    supervisor = Supervisor(home, conn, url="")
+    supervisor = Supervisor(home, conn, url="", policy=policy)
     watcher = WatcherProcess(home)
-    service = Service(home, conn, supervisor, wake_alarms=watcher.ensure_running)
+    service = Service(home, conn, supervisor, wake_alarms=watcher.ensure_running, policy=policy)
     server = HttpServer(Api(service, options.max_file_size))
     try:
         bound_port = await server.start(options.host, options.port, context)
@@ -87,6 +90,7 @@ async def serve(home: homes.Home, options: Options) -> None:
         url_host = f"[{url_host}]"
     scheme = "https" if context else "http"
     supervisor.url = url = f"{scheme}://{url_host}:{bound_port}"
+    homes.write_url(home, url)  # where tasks of adopted runners find us (their SPA_URL may be old)
     if context and options.tls_cert:
         # Tasks call back with spa_ctl: let them trust our certificate (self-signed or not).
         supervisor.task_env["SPA_CACERT"] = os.path.abspath(options.tls_cert)
@@ -104,14 +108,18 @@ async def serve(home: homes.Home, options: Options) -> None:
     watcher.close()
     await server.close()
     conn.close()
+    os.close(lock)
 
 
-def configured_sources(home: homes.Home) -> bool:
-    """Whether spad.toml names alarm sources; a bad file stops the start, naming the field.
-    (Read only when the file exists: a home without one never loads its validation.)"""
+def read_config(home: homes.Home) -> tuple[bool, Policy]:
+    """Whether spad.toml names alarm sources, and the retention policy; a bad file stops the
+    start, naming the field. (Read only when the file exists: a home without one never loads
+    its validation.)"""
     path = home.root / "spad.toml"
     if not path.exists():
-        return False
+        return False, Policy()
     from spad.alarms import config
 
-    return bool(config.load(path).alarms.sources)
+    loaded = config.load(path)
+    policy = Policy(loaded.retention.runs, loaded.retention.disk_min_free_bytes)
+    return bool(loaded.alarms.sources), policy

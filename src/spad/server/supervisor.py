@@ -17,9 +17,10 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from spad import faults, procs, states
+from spad import faults, procs, retention, states
 from spad.errors import Conflict, Invalid, NotFound
 from spad.home import Home
+from spad.retention import Policy
 from spad.server.pidwatch import PidWatch
 from spad.server.runner_start import RunnerStarter
 from spad.store import definitions as defs
@@ -46,10 +47,15 @@ def restart_delay(young_deaths: int) -> float:
 
 
 class Supervisor:
-    def __init__(self, home: Home, conn: sqlite3.Connection, url: str) -> None:
+    def __init__(
+        self, home: Home, conn: sqlite3.Connection, url: str, policy: Policy | None = None
+    ) -> None:
         self.home = home
         self.conn = conn
         self.url = url
+        self.policy = policy or Policy()
+        #: Runs being stopped by ``restart``: their workflow starts again once they ended.
+        self._restart_after: set[int] = set()
         #: Added to every runner's (and so every task's) environment, e.g. SPA_CACERT.
         self.task_env: dict[str, str] = {}
         self._pids = PidWatch()
@@ -78,6 +84,7 @@ class Supervisor:
                     workflow=workflow["name"],
                 )
             run_id = runs.create(self.conn, workflow["id"], selected, only_task, from_task)
+        self._prune(workflow["id"])
         self._spawn(run_id)
         self._restarts.setdefault(workflow["id"], _Restarts()).last_start = time.monotonic()
         return run_id
@@ -102,7 +109,7 @@ class Supervisor:
         if missing:
             raise Invalid(
                 f"cannot run {where}: no executable {', '.join(missing)} in {self.home.bin} "
-                "(copy it there and make it executable)",
+                "(copy it there with 'spa_ctl file put LOCAL bin/ --exec', or chmod +x it)",
                 functions=missing,
             )
         return [t["name"] for t in tasks]
@@ -116,6 +123,16 @@ class Supervisor:
             os.kill(run["runner_pid"], signal.SIGUSR2 if force else signal.SIGUSR1)
         else:
             self._runner_gone(run["id"], None)  # no runner (dead, or waiting to restart)
+
+    def restart(self, project: str, workflow: sqlite3.Row, run: sqlite3.Row | None) -> int | None:
+        """``run`` (the workflow's unfinished run) is stopped gracefully and the workflow starts
+        again once it ended; without one it starts now. Returns the new run id when it started
+        now."""
+        if run is None:
+            return self.start(project, workflow)
+        self._restart_after.add(run["id"])
+        self.stop(run, force=False)
+        return None
 
     # -- runners -----------------------------------------------------------------------------
 
@@ -140,11 +157,13 @@ class Supervisor:
             return
         if run["finished"]:
             self._watch_immortals(run_id)
+            self._start_again_if_asked(run)
             return
         self._sweep(run_id)
         if run["stop_request"] or run["status"] == states.STOPPING:
             runs.update(self.conn, run_id, status=states.STOPPED, finished=1, ended_at=runs.now())
             self._cancel_restart(run_id)
+            self._start_again_if_asked(run)
             return
         if run["status"] in states.WORKFLOW_ACTIVE:
             died = (
@@ -155,12 +174,31 @@ class Supervisor:
             runs.update(self.conn, run_id, status=died, ended_at=runs.now())
         self._schedule_restart(run)
 
+    def _start_again_if_asked(self, run: sqlite3.Row) -> None:
+        if run["id"] not in self._restart_after:
+            return
+        self._restart_after.discard(run["id"])
+        names = defs.names_of_workflow(self.conn, run["workflow_id"])
+        workflow = defs.workflow_by_id(self.conn, run["workflow_id"])
+        if names is None or workflow is None:
+            return  # deleted meanwhile
+        try:
+            run_id = self.start(names[0], workflow)
+        except Exception:
+            log.exception("could not start %s/%s again after its stop", *names)
+            return
+        log.info("%s/%s restarted as run %s", names[0], names[1], run_id)
+
     def _sweep(self, run_id: int) -> None:
-        """Kill what a dead runner's tasks left running; record them as killed."""
+        """Kill what a dead runner's tasks left running; record them as killed. A task that
+        never started (the runner died first, e.g. of a stop sent before it could handle one)
+        is ``not run``."""
         for task in runs.tasks(self.conn, run_id):
             if task["pid"] and task["ended_at"] is None:
                 procs.kill_recorded_group(task["pid"], task["pid_identity"])
-            if task["status"] in states.TASK_ACTIVE:
+            if task["status"] == states.NEW and not task["attempt"]:
+                runs.update_task(self.conn, run_id, task["name"], status=states.NOT_RUN)
+            elif task["status"] in states.TASK_ACTIVE:
                 runs.update_task(
                     self.conn,
                     run_id,
@@ -202,6 +240,26 @@ class Supervisor:
         if run_id is not None:
             log.info("run %s resumed as run %s", old_run_id, run_id)
             self._spawn(run_id)
+            self._prune_quietly(run_id)
+
+    def _prune_quietly(self, run_id: int) -> None:
+        try:
+            run = runs.get(self.conn, run_id)
+            if run is not None:
+                self._prune(run["workflow_id"])
+        except (sqlite3.Error, OSError):
+            log.exception("could not delete the old runs of run %s's workflow", run_id)
+
+    def _prune(self, workflow_id: int) -> None:
+        """Keep the workflow's newest ``[retention] runs`` runs: older rows and log folders go
+        (rows first: a folder without its row is only disk, a row without its folder a lie)."""
+        with transaction(self.conn):
+            old = runs.older_than_newest(self.conn, workflow_id, self.policy.runs)
+            if old:
+                runs.delete(self.conn, old)
+            names = defs.names_of_workflow(self.conn, workflow_id)
+        if old and names is not None:
+            retention.remove_log_folders(self.home.logs, *names, old)
 
     def _new_run_for(self, old_run_id: int) -> int | None:
         with transaction(self.conn):

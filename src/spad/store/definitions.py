@@ -178,3 +178,25 @@ def set_current_project(conn: sqlite3.Connection, name: str) -> None:
         " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (name,),
     )
+
+
+def workflow_by_id(conn: sqlite3.Connection, workflow_id: int) -> Row | None:
+    row: Row | None = conn.execute(
+        "SELECT * FROM workflows WHERE id = ?", (workflow_id,)
+    ).fetchone()
+    return row
+
+
+def names_of_workflow(conn: sqlite3.Connection, workflow_id: int) -> tuple[str, str] | None:
+    """``(project, workflow)`` names of a workflow id, or None when it was deleted."""
+    row = conn.execute(
+        "SELECT p.name, w.name FROM workflows w JOIN projects p ON p.id = w.project_id"
+        " WHERE w.id = ?",
+        (workflow_id,),
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def workflows_named(conn: sqlite3.Connection, name: str) -> list[Row]:
+    """Every workflow called ``name``, in any project."""
+    return conn.execute("SELECT * FROM workflows WHERE name = ?", (name,)).fetchall()

@@ -32,6 +32,11 @@ def iso(seconds: float) -> str:
     return f"{stamp}.{int(seconds * 1000) % 1000:03d}Z"
 
 
+def in_seconds(seconds: float) -> str:
+    """The time ``seconds`` from now, as spad writes times."""
+    return iso(time.time() + seconds)
+
+
 def create(
     conn: sqlite3.Connection,
     workflow_id: int,
@@ -131,20 +136,74 @@ _STATUS_FIELDS = (
 )
 
 
-def status_rows_json(conn: sqlite3.Connection, workflow_id: int, run_id: int | None) -> str:
+def status_rows_json(
+    conn: sqlite3.Connection, workflow_id: int, run: Row | None, defined_since: bool = True
+) -> str:
     """The rows of ``status`` as one JSON array, built by SQLite (a status of 300 tasks is
-    read many times a second): the run's tasks, then those defined since, as ``not run``."""
+    read many times a second): the run's tasks, then (``defined_since``) those defined since,
+    as ``not run``. A task that has not changed status since the run began is in it since the
+    run's start."""
+    run_id = run["id"] if run else None
+    run_start = run["started_at"] if run else None
     row = conn.execute(
         "SELECT json_group_array(json(item)) FROM ("
         f" SELECT json_object({_STATUS_FIELDS}, 'status', status, 'pid', pid,"
         "  'attempt', attempt, 'exit_code', exit_code, 'started_at', started_at,"
-        "  'ended_at', ended_at) AS item, 0 AS part, place FROM run_tasks WHERE run_id = ?"
+        "  'ended_at', ended_at, 'restarts', max(attempt - 1, 0),"
+        "  'since', coalesce(since, ?), 'next_attempt_at', next_attempt_at) AS item,"
+        "  0 AS part, place FROM run_tasks WHERE run_id = ?"
         " UNION ALL"
         f" SELECT json_object({_STATUS_FIELDS}, 'status', 'not run', 'pid', NULL,"
-        "  'attempt', NULL, 'exit_code', NULL, 'started_at', NULL, 'ended_at', NULL),"
-        "  1, place FROM tasks WHERE workflow_id = ?"
+        "  'attempt', NULL, 'exit_code', NULL, 'started_at', NULL, 'ended_at', NULL,"
+        "  'restarts', 0, 'since', NULL, 'next_attempt_at', NULL),"
+        "  1, place FROM tasks WHERE workflow_id = ? AND ?"
         "  AND name NOT IN (SELECT name FROM run_tasks WHERE run_id = ?)"
         " ORDER BY part, place)",
-        (run_id, workflow_id, run_id),
+        (run_start, run_id, workflow_id, int(defined_since), run_id),
     ).fetchone()
     return str(row[0])
+
+
+def restarts(conn: sqlite3.Connection, run_id: int) -> int:
+    """Task restarts in a run: every start of a task after its first."""
+    row = conn.execute(
+        "SELECT coalesce(sum(max(attempt - 1, 0)), 0) FROM run_tasks WHERE run_id = ?", (run_id,)
+    ).fetchone()
+    return int(row[0])
+
+
+def history(conn: sqlite3.Connection, workflow_id: int, limit: int) -> list[Row]:
+    """A workflow's runs, newest first."""
+    return conn.execute(
+        "SELECT * FROM runs WHERE workflow_id = ? ORDER BY id DESC LIMIT ?", (workflow_id, limit)
+    ).fetchall()
+
+
+def ended_by(run: Row) -> str | None:
+    """How a run ended: ``finished`` (its list ended by itself), ``stopped``, ``failed``,
+    ``crashed`` (cut short and resumed as a newer run); None while it goes on."""
+    if run["finished"] == SUPERSEDED:
+        return "crashed"
+    if run["finished"] != FINISHED:
+        return None
+    if run["status"] == "stopped":
+        return "stopped"
+    return "finished" if run["status"] == "success0" else "failed"
+
+
+def older_than_newest(conn: sqlite3.Connection, workflow_id: int, keep: int) -> list[int]:
+    """Runs of a workflow beyond its newest ``keep``, except unfinished ones (they will be
+    resumed) and those a newer unfinished run was resumed from."""
+    rows = conn.execute(
+        "SELECT id FROM runs WHERE workflow_id = ? AND finished != 0"
+        " AND id NOT IN (SELECT id FROM runs WHERE workflow_id = ? ORDER BY id DESC LIMIT ?)"
+        " AND id NOT IN (SELECT resumed_from FROM runs WHERE finished = 0"
+        "  AND resumed_from IS NOT NULL)",
+        (workflow_id, workflow_id, keep),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def delete(conn: sqlite3.Connection, run_ids: list[int]) -> None:
+    marks = ",".join("?" * len(run_ids))
+    conn.execute(f"DELETE FROM runs WHERE id IN ({marks})", run_ids)

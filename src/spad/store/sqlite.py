@@ -145,6 +145,19 @@ MIGRATIONS: tuple[str, ...] = (
         last_id INTEGER NOT NULL
     );
     """,
+    # 4: when a task entered its status, and when a task in ``rerun`` starts again. A trigger
+    # keeps ``since`` for every writer (runner, server) without a write of its own.
+    """
+    ALTER TABLE run_tasks ADD COLUMN since TEXT;
+    ALTER TABLE run_tasks ADD COLUMN next_attempt_at TEXT;
+    CREATE TRIGGER run_tasks_since AFTER UPDATE OF status ON run_tasks
+    WHEN NEW.status IS NOT OLD.status
+    BEGIN
+        UPDATE run_tasks SET since = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'),
+            next_attempt_at = CASE WHEN NEW.status = 'rerun' THEN NEW.next_attempt_at END
+        WHERE run_id = NEW.run_id AND name = NEW.name;
+    END;
+    """,
 )
 
 
