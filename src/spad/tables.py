@@ -134,16 +134,15 @@ def print_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], wide: 
 def status_table(result: dict[str, Any], wide: bool = False, utc: bool = False) -> None:
     run = result["run_id"]
     head = f"{cell(result['project'])}/{cell(result['workflow'])}: {cell(result['status'])}"
-    if run is not None:
-        head += f" (run {run}, started {local_time(result.get('started_at'), utc)}"
-        if result.get("ended_at"):
-            head += f", ended {local_time(result['ended_at'], utc)}"
-        if result.get("resumed_from"):
-            head += f", resumed from run {result['resumed_from']}"
-        head += ")"
+    if run is None:
+        print(head + " (never run)")
     else:
-        head += " (never run)"
-    print(head)
+        resumed = result.get("resumed_from")
+        print(head + f" (run {run}" + (f", resumed from run {resumed})" if resumed else ")"))
+        times = f"started {local_time(result.get('started_at'), utc)}"
+        if result.get("ended_at"):
+            times += f", ended {local_time(result['ended_at'], utc)}"
+        print(times)  # a line of its own: two times with their zone fit 80 columns
     columns = [
         Column("place", right=True),
         Column("name", keep=True),

@@ -156,6 +156,9 @@ def test_status_before_any_run_shows_every_task_not_run(server: Server) -> None:
         "exit_code",
         "started_at",
         "ended_at",
+        "restarts",
+        "since",
+        "next_attempt_at",
     }
 
 

@@ -22,7 +22,8 @@ from spad.alarms.config import AlarmsConfig, load
 from spad.alarms.sources import BATCH, Source, SourceDown, SqliteSource, open_source
 from spad.home import Home
 from spad.store import alarms as store
-from spad.store.sqlite import connect
+from spad.store import runs
+from spad.store.sqlite import connect, transaction
 
 log = logging.getLogger("spad.alarms")
 HOOK_TIMEOUT = 30.0
@@ -58,6 +59,7 @@ class Watcher:
             else:
                 if self._backoff.pop(source.origin, None) is not None:
                     log.info("source %s is back", source.origin)
+                    self._report(source, "clear", f"alarm source {source.origin} is back")
 
     def _read(self, source: Source) -> int:
         signals = source.fetch(store.cursor(self.conn, source.origin))
@@ -73,8 +75,31 @@ class Watcher:
         delay = min(self._backoff.get(source.origin, 0.5) * 2, MAX_BACKOFF)
         if source.origin not in self._backoff:
             log.warning("source %s is away (%s): retrying from its last row", source.origin, reason)
+            self._report(
+                source,
+                "warning",
+                f"alarm source {source.origin} is away ({reason}): retrying from its last row; "
+                "check its dsn and table in spad.toml",
+            )
         self._backoff[source.origin] = delay
         self._retry_at[source.origin] = time.monotonic() + delay
+
+    def _report(self, source: Source, severity: str, message: str) -> None:
+        """A source that is away (or back) is itself an alarm of spad's, for ``spa_ctl
+        alarms``; spad's own signals table cannot be away, so it is not reported this way."""
+        if source.origin == "spad":
+            return
+        with transaction(self.conn):
+            store.raise_signal(
+                self.conn,
+                runs.now(),
+                None,
+                "spad",
+                f"source_away.{source.origin}",
+                severity,
+                message,
+                None,
+            )
 
     def _wait(self) -> None:
         listening = {fd: s for s in self.sources if (fd := s.fileno()) is not None}

@@ -97,13 +97,13 @@ async def serve(home: homes.Home, options: Options) -> None:
     supervisor.recover()
     if has_sources or alarm_store.pending_signals(conn):
         watcher.ensure_running()
-    log.info("spad serving %s with home %s", url, home.root)
+    log.info("serving %s with home %s", url, home.root)
     done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, done.set)
     await done.wait()
-    log.info("spad stopping; runners go on and will be adopted at the next start")
+    log.info("stopping; runners go on and will be adopted at the next start")
     supervisor.close()
     watcher.close()
     await server.close()

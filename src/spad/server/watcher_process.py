@@ -35,16 +35,14 @@ class WatcherProcess:
     def start(self) -> None:
         self._restart = None
         me = os.getpid()
-        with (self.home.logs / "alarms-watcher.log").open("ab") as out:
-            self._child = subprocess.Popen(
-                [sys.executable, "-m", "spad.alarms.watcher", str(self.home.root)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                close_fds=True,
-                cwd=self.home.root,
-                preexec_fn=lambda: procs.die_with_parent(me),  # noqa: PLW1509 (before threads)
-            )
+        # Its messages (a source away, a hook that failed) go where spad's own go.
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "spad.alarms.watcher", str(self.home.root)],
+            stdin=subprocess.DEVNULL,
+            close_fds=True,
+            cwd=self.home.root,
+            preexec_fn=lambda: procs.die_with_parent(me),  # noqa: PLW1509 (before threads)
+        )
         self._pids.adopt_child(self._child)
         self._pids.watch(self._child.pid, self._ended)
 
