@@ -152,7 +152,7 @@ tree_options = [
         "--file",
         "file",
         type=click.Path(dir_okay=False),
-        help="definition tree in a JSON file",
+        help="a JSON file: the definition tree, or a JSON-RPC request for this command",
     ),
 ]
 

@@ -124,10 +124,8 @@ def test_history_and_a_past_runs_status(server: Server) -> None:
     server.call("run", workflow="q")
     server.wait_status("q", "success0")
     server.call("run", workflow="w")
-    runner = (
-        server.wait_task("w", "a", "running")
-        and server.db().execute("SELECT runner_pid FROM runs WHERE id = 3").fetchone()[0]
-    )
+    server.wait_task("w", "a", "running")
+    runner = server.db().execute("SELECT runner_pid FROM runs WHERE id = 3").fetchone()[0]
     os.kill(runner, signal.SIGKILL)
     wait_for(lambda: server.status("w")["run_id"] == 4, what="the run to be resumed")
     runs = server.call("history", workflow="w")["runs"]

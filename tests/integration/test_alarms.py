@@ -251,8 +251,9 @@ def test_the_database_restarted_mid_stream(
         started = time.monotonic()
         assert spad.call("list") is not None  # the server does not wait for the database
         assert time.monotonic() - started < 2
-        assert spad.stderr_path is not None
-        wait_for(lambda: "is away" in spad.stderr_path.read_text(), what="spad's log to say")
+        log = spad.stderr_path
+        assert log is not None
+        wait_for(lambda: "is away" in log.read_text(), what="spad's log to say")
         away = wait_for(
             lambda: [a for a in alarms(spad) if a["source"] == "spad"], what="an alarm to say"
         )
@@ -261,6 +262,7 @@ def test_the_database_restarted_mid_stream(
         postgres.start()
     insert(postgres, "flaky", 60, start=40)
     wait_for(lambda: total_count(spad) == 100, timeout=30, what="all 100 rows after the restart")
+    assert spad.stderr_path is not None
     assert "is back" in spad.stderr_path.read_text()
     wait_for(
         lambda: [a["state"] for a in alarms(spad) if a["source"] == "spad"] == ["cleared"],
