@@ -307,20 +307,33 @@ def restart(
     result = ctx.call("restart", project=project, workflow=name)
     run_id = result["run_id"]
     if run_id is None:
-        old = result["stopping_run_id"]
-        deadline = time.monotonic() + timeout
-        while True:
-            state = ctx.call("status", project=result["project"], workflow=name)
-            if state["run_id"] != old:
-                run_id = state["run_id"]
-                break
-            if state["status"] not in ("running", "stopping"):
-                fail(f"{name} ended {state['status']} but did not start again", EXIT_REFUSED)
-            if time.monotonic() > deadline:
-                fail(f"{name} is still {state['status']} after {timeout:g} s", EXIT_REFUSED)
-            time.sleep(FOLLOW_INTERVAL)
+        run_id = _wait_started_again(
+            ctx, result["project"], name, result["stopping_run_id"], timeout
+        )
         result = {**result, "run_id": run_id}
     show(ctx, result, f"restarted {name}: run {run_id}")
+
+
+#: After the stopped run ended, how long the server may take to see its runner gone and start
+#: the new run.
+RESTART_GRACE = 10.0
+
+
+def _wait_started_again(ctx: Context, project: str, workflow: str, old: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    ended_seen: float | None = None
+    while True:
+        state = ctx.call("status", project=project, workflow=workflow)
+        if state["run_id"] != old:
+            return int(state["run_id"])
+        now = time.monotonic()
+        if state["status"] not in ("running", "stopping"):
+            ended_seen = ended_seen or now
+            if now - ended_seen > RESTART_GRACE:
+                fail(f"{workflow} ended {state['status']} but did not start again", EXIT_REFUSED)
+        if now > deadline:
+            fail(f"{workflow} is still {state['status']} after {timeout:g} s", EXIT_REFUSED)
+        time.sleep(FOLLOW_INTERVAL)
 
 
 @cli.command()

@@ -257,7 +257,7 @@ def test_the_database_restarted_mid_stream(
         away = wait_for(
             lambda: [a for a in alarms(spad) if a["source"] == "spad"], what="an alarm to say"
         )
-        assert away[0]["kind"] == "source_away.flaky" and away[0]["state"] == "open"
+        assert away[0]["kind"] == "source_away.pg" and away[0]["state"] == "open"
     finally:
         postgres.start()
     insert(postgres, "flaky", 60, start=40)

@@ -178,6 +178,9 @@ def test_list_and_the_current_project_survive_a_restart(home: Path, make_server)
         "name": "wf1",
         "status": "not run",
         "run_id": None,
+        "started_at": None,
+        "ended_at": None,
+        "restarts": 0,
     }
     assert second.call("dump")["context"]["project"]["name"] == "pr1"
 
