@@ -166,6 +166,12 @@ def test_stop_of_a_workflow_that_does_not_exist_is_not_found(server: Server) -> 
     with pytest.raises(ServerError) as raised:
         server.call("stop", workflow="w")
     assert raised.value.data["kind"] == "conflict"
+    with pytest.raises(ServerError) as raised:
+        server.call("set_status", workflow="w", task="typo", status="waiting")
+    assert raised.value.data["kind"] == "not_found"
+    with pytest.raises(ServerError) as raised:
+        server.call("set_status", workflow="w", task="a", status="waiting")
+    assert raised.value.data["kind"] == "conflict"
 
 
 def test_logs_of_an_attempt_that_does_not_exist_is_not_found(server: Server) -> None:

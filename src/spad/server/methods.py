@@ -257,6 +257,8 @@ def set_status(svc: Service, p: SetStatusParams) -> dict[str, Any]:
     wf = _workflow(svc, project, p.workflow)
     run = runs.latest(svc.conn, wf["id"])
     row = runs.task(svc.conn, run["id"], p.task) if run else None
+    if row is None and defs.task(svc.conn, wf["id"], p.task) is None:
+        raise NotFound(f"task {p.task!r} does not exist in {project}/{p.workflow}")
     if run is None or row is None or run["finished"]:
         raise Conflict(f"{project}/{p.workflow} is not running task {p.task!r}")
     with transaction(svc.conn):
