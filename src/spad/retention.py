@@ -23,8 +23,8 @@ _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 
 class Policy:
-    """The ``[retention]`` settings (a plain class: read without pydantic when there is no
-    spad.toml)."""
+    """The ``[retention]`` settings (a plain class: a home without spad.toml never loads the
+    configuration's validation)."""
 
     __slots__ = ("disk_min_free", "runs")
 
