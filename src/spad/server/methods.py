@@ -146,19 +146,17 @@ def list_(svc: Service, p: ProjectParams) -> dict[str, Any]:
     rows = [_project(svc, p.project)] if p.project else defs.projects(svc.conn)
     projects = []
     for row in rows:
-        workflows = []
-        for wf in defs.workflows(svc.conn, row["id"]):
-            run = runs.latest(svc.conn, wf["id"])
-            workflows.append(
-                {
-                    "name": wf["name"],
-                    "status": run["status"] if run else states.NOT_RUN,
-                    "run_id": run["id"] if run else None,
-                    "started_at": run["started_at"] if run else None,
-                    "ended_at": run["ended_at"] if run else None,
-                    "restarts": runs.restarts(svc.conn, run["id"]) if run else 0,
-                }
-            )
+        workflows = [
+            {
+                "name": wf["name"],
+                "status": wf["status"] or states.NOT_RUN,
+                "run_id": wf["run_id"],
+                "started_at": wf["started_at"],
+                "ended_at": wf["ended_at"],
+                "restarts": wf["restarts"] or 0,
+            }
+            for wf in runs.overview(svc.conn, row["id"])
+        ]
         projects.append(
             {"name": row["name"], "current": row["name"] == current, "workflows": workflows}
         )

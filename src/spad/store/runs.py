@@ -164,12 +164,18 @@ def status_rows_json(
     return str(row[0])
 
 
-def restarts(conn: sqlite3.Connection, run_id: int) -> int:
-    """Task restarts in a run: every start of a task after its first."""
-    row = conn.execute(
-        "SELECT coalesce(sum(max(attempt - 1, 0)), 0) FROM run_tasks WHERE run_id = ?", (run_id,)
-    ).fetchone()
-    return int(row[0])
+def overview(conn: sqlite3.Connection, project_id: int) -> list[Row]:
+    """Each workflow of a project with its latest run and that run's restarts, in one query
+    (``list`` of a thousand workflows is one statement, not two thousand)."""
+    return conn.execute(
+        "SELECT w.name, r.id AS run_id, r.status, r.started_at, r.ended_at,"
+        " (SELECT coalesce(sum(max(t.attempt - 1, 0)), 0) FROM run_tasks t"
+        "  WHERE t.run_id = r.id) AS restarts"
+        " FROM workflows w"
+        " LEFT JOIN runs r ON r.id = (SELECT max(id) FROM runs WHERE workflow_id = w.id)"
+        " WHERE w.project_id = ? ORDER BY w.ext_id, w.id",
+        (project_id,),
+    ).fetchall()
 
 
 def history(conn: sqlite3.Connection, workflow_id: int, limit: int) -> list[Row]:
