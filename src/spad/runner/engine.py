@@ -15,10 +15,11 @@ import sys
 from collections import deque
 from collections.abc import Callable
 
-from spad import faults, logfiles, states
+from spad import faults, logfiles, states, transitions
 from spad.executors.base import Executor, Launch, TaskProcess
 from spad.runner.timers import Timer, Timers
 from spad.store import runs
+from spad.transitions import CANCEL, END, GIVE_UP, LAUNCH, RETRY, START_FAILED, STOP
 
 #: How long a process group may take to die after SIGKILL before it is called immortal.
 KILL_WAIT = 3.0
@@ -62,10 +63,17 @@ class Task:
 class RunInfo:
     """What a runner knows of its run besides the tasks."""
 
-    __slots__ = ("on_failure", "project", "run_id", "token", "url", "workflow")
+    __slots__ = ("on_failure", "project", "run_id", "status", "token", "url", "workflow")
 
     def __init__(
-        self, run_id: int, project: str, workflow: str, on_failure: str, url: str, token: str
+        self,
+        run_id: int,
+        project: str,
+        workflow: str,
+        on_failure: str,
+        url: str,
+        token: str,
+        status: str = states.RUNNING,
     ) -> None:
         self.run_id = run_id
         self.project = project
@@ -73,6 +81,8 @@ class RunInfo:
         self.on_failure = on_failure
         self.url = url
         self.token = token
+        #: The run's status as this runner last wrote (or found) it.
+        self.status = status
 
 
 class Engine:
@@ -98,7 +108,7 @@ class Engine:
         self.awaiting: Task | None = None
         self.active: dict[int, Task] = {}  # id(process) -> task
         self.retrying: set[Task] = set()
-        self.stop_mode: str | None = None  # "graceful" | "forced" | "failure"
+        self.stop_mode: str | None = None  # transitions.GRACEFUL | FORCED | FAILURE
         self.failure: str | None = None
         self.done = False
         self.finished = True
@@ -135,27 +145,25 @@ class Engine:
             process = self.executor.start(self._launch_spec(task, path))
         except OSError as exc:
             task.log.write(f"spad: cannot start {task.function}: {exc.strerror or exc}\n".encode())
-            self._record(task, attempt=task.attempt, started_at=runs.now(), log_path=path)
-            self._ended(task, 127 if isinstance(exc, FileNotFoundError) else 126)
+            task.log.close()
+            task.log = None
+            code = 127 if isinstance(exc, FileNotFoundError) else 126
+            status = states.error(code)
+            self._move(
+                task, START_FAILED, status, attempt=task.attempt, exit_code=code, log_path=path
+            )
+            self._after_end(task, status)
             return
         task.process = process
         self.active[id(process)] = task
-        task.status = states.RUNNING
-        # A task may set itself to waiting before this write lands: keep its word.
-        self.conn.execute(
-            "UPDATE run_tasks SET status = CASE WHEN status = 'waiting' THEN status ELSE ? END,"
-            " pid = ?, pid_identity = ?, attempt = ?, exit_code = NULL, started_at = ?,"
-            " ended_at = NULL, log_path = ? WHERE run_id = ? AND name = ?",
-            (
-                states.RUNNING,
-                process.pid,
-                process.identity,
-                task.attempt,
-                runs.now(),
-                str(path),
-                self.info.run_id,
-                task.name,
-            ),
+        self._move(
+            task,
+            LAUNCH,
+            states.RUNNING,
+            pid=process.pid,
+            identity=process.identity,
+            attempt=task.attempt,
+            log_path=path,
         )
         if process.output is not None:
             fd = process.output
@@ -232,7 +240,10 @@ class Engine:
             status = states.KILLED if task.kill_sent else states.STOPPED
         else:
             status = states.from_exit_code(code)
-        self._record(task, status=status, exit_code=code, ended_at=runs.now())
+        self._move(task, END, status, exit_code=code)
+        self._after_end(task, status)
+
+    def _after_end(self, task: Task, status: str) -> None:
         if states.is_failure(status) and self.stop_mode is None:
             self._failed(task, status)
             return
@@ -244,13 +255,13 @@ class Engine:
         if task.retries == -1 or task.failures < task.retries:
             task.failures += 1
             delay = _retry_delay(task)
-            self._record(task, status=states.RERUN, next_attempt_at=runs.in_seconds(delay))
+            self._move(task, RETRY, states.RERUN, next_attempt_at=runs.in_seconds(delay))
             self.retrying.add(task)
             task.timers.append(self.timers.after(delay, lambda: self._retry(task)))
             return
         self.failure = status
         if self.info.on_failure == "stop":
-            self.stop("failure")
+            self.stop(transitions.FAILURE)
         elif task is self.awaiting:
             self.awaiting = None
             self._advance()
@@ -267,17 +278,18 @@ class Engine:
         """``graceful``: each task gets its stop signal, SIGKILL at its stop_timeout; a waiting
         task is left alone until it runs again. ``forced``: SIGKILL at once. ``failure``: as
         graceful, after a task failed for good with ``on_failure: stop``."""
-        if self.stop_mode is not None and not (mode == "forced" and self.stop_mode != "forced"):
+        forced = mode == transitions.FORCED
+        if self.stop_mode is not None and not (forced and self.stop_mode != transitions.FORCED):
             return
         self.stop_mode = mode
-        runs.update(self.conn, self.info.run_id, status=states.STOPPING)
+        self._move_run(transitions.STOP_RUN, states.STOPPING)
         for task in list(self.retrying):
             task.cancel_timers()
-            self._record(task, status=states.STOPPED)
+            self._move(task, CANCEL, states.STOPPED)
         self.retrying.clear()
         waiting = self._waiting_names()
         for task in list(self.active.values()):
-            if mode == "forced":
+            if forced:
                 self._kill(task)
             elif task.name in waiting:
                 task.status = states.WAITING
@@ -295,7 +307,7 @@ class Engine:
         return {row["name"] for row in rows}
 
     def _poll_waiting(self) -> None:
-        if self.stop_mode == "forced":
+        if self.stop_mode == transitions.FORCED:
             return
         waiting = self._waiting_names()
         still = False
@@ -312,7 +324,7 @@ class Engine:
         if task.process is None or task.stop_sent:
             return
         task.stop_sent = True
-        self._record(task, status=states.STOPPING)
+        self._move(task, STOP, states.STOPPING)
         task.process.signal(task.stop_signal)
         task.timers.append(self.timers.after(task.stop_timeout, lambda: self._kill(task)))
 
@@ -322,7 +334,7 @@ class Engine:
         task.kill_sent = True
         task.cancel_timers()
         if not task.stop_sent:
-            self._record(task, status=states.STOPPING)
+            self._move(task, STOP, states.STOPPING)
         kill_step(task.process)
         task.timers.append(self.timers.after(KILL_WAIT, lambda: self._immortal(task)))
 
@@ -333,7 +345,7 @@ class Engine:
             return
         self.active.pop(id(process), None)
         task.process = None
-        self._record(task, status=states.immortal(process.pid or 0))
+        self._move(task, GIVE_UP, states.immortal(process.pid or 0))
         if task is self.awaiting:
             self.awaiting = None
         self._check_end()
@@ -342,12 +354,12 @@ class Engine:
         """SIGTERM, SIGINT or SIGHUP to the runner: kill every task now; the run is unfinished."""
         self.finished = False
         self.failure = states.terminated(signum)
-        self.stop_mode = "forced"
+        self.stop_mode = transitions.FORCED
         for task in list(self.active.values()):
             self._kill(task)
         for task in list(self.retrying):
             task.cancel_timers()
-            self._record(task, status=states.KILLED)
+            self._move(task, CANCEL, states.KILLED)
         self.retrying.clear()
         self._check_end()
 
@@ -360,23 +372,22 @@ class Engine:
             return
         self.done = True
         for task in self.pending:
-            self._record(task, status=states.NOT_RUN)
-        if self.stop_mode in ("graceful", "forced") and self.finished:
+            self._move(task, CANCEL, states.NOT_RUN)
+        if self.stop_mode in transitions.STOP_REQUESTS and self.finished:
             status = states.STOPPED
         else:
             status = self.failure or states.SUCCESS
-        runs.update(
-            self.conn,
-            self.info.run_id,
-            status=status,
-            finished=int(self.finished),
-            ended_at=runs.now(),
-        )
+        self._move_run(transitions.FINISH if self.finished else transitions.CUT_SHORT, status)
 
-    def _record(self, task: Task, **fields: object) -> None:
-        if "status" in fields:
-            task.status = str(fields["status"])
-        runs.update_task(self.conn, self.info.run_id, task.name, **fields)
+    def _move(self, task: Task, event: str, status: str, **details: object) -> None:
+        transitions.move_task(
+            self.conn, self.info.run_id, task.name, task.status, event, status, **details
+        )
+        task.status = status
+
+    def _move_run(self, event: str, status: str) -> None:
+        transitions.move_run(self.conn, self.info.run_id, self.info.status, event, status)
+        self.info.status = status
 
 
 def retry_delay(base: float, failures: int, jitter: float) -> float:

@@ -15,7 +15,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 
-from spad import faults, procs
+from spad import faults, procs, transitions
 from spad.executors.local import LocalExecutor, find_spawner
 from spad.runner.engine import Engine, RunInfo
 from spad.runner.signals import FORCED, GRACEFUL, HARD, SignalInbox
@@ -32,7 +32,7 @@ def become_subreaper() -> None:
 
 def load_info(home: str, conn: sqlite3.Connection, run_id: int) -> RunInfo:
     row = conn.execute(
-        "SELECT w.name AS workflow, w.on_failure, p.name AS project FROM runs r"
+        "SELECT r.status, w.name AS workflow, w.on_failure, p.name AS project FROM runs r"
         " JOIN workflows w ON w.id = r.workflow_id JOIN projects p ON p.id = w.project_id"
         " WHERE r.id = ?",
         (run_id,),
@@ -46,6 +46,7 @@ def load_info(home: str, conn: sqlite3.Connection, run_id: int) -> RunInfo:
         on_failure=row["on_failure"],
         url=os.environ.get("SPA_URL", "http://127.0.0.1:7070"),
         token=_read(os.path.join(home, "token")),
+        status=row["status"],
     )
 
 
@@ -97,9 +98,9 @@ class Loop:
     def _on_signals(engine: Engine, inbox: SignalInbox) -> None:
         for signum in inbox.drain():
             if signum == GRACEFUL:
-                engine.stop("graceful")
+                engine.stop(transitions.GRACEFUL)
             elif signum == FORCED:
-                engine.stop("forced")
+                engine.stop(transitions.FORCED)
             elif signum in HARD:
                 engine.hard_stop(signum)
 
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     # A runner reads and writes a few rows of its own run: a small page cache is plenty, and
     # each runner's cache is private memory (a thousand runners, a thousand caches).
     conn.execute("PRAGMA cache_size = -128")
-    runs.update(conn, run_id, runner_pid=os.getpid(), runner_identity=procs.identity(os.getpid()))
+    runs.set_runner(conn, run_id, os.getpid(), procs.identity(os.getpid()))
     loop = Loop()
     engine = Engine(
         conn,

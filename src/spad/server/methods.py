@@ -7,7 +7,7 @@ import json
 import sqlite3
 from typing import Any
 
-from spad import areas, catalog, logfiles, retention, states
+from spad import areas, catalog, logfiles, retention, states, transitions
 from spad.alarms import journal
 from spad.alarms import logic as alarm_logic
 from spad.errors import Conflict, Invalid, NotFound
@@ -260,8 +260,10 @@ def set_status(svc: Service, p: SetStatusParams) -> dict[str, Any]:
     if run is None or row is None or run["finished"]:
         raise Conflict(f"{project}/{p.workflow} is not running task {p.task!r}")
     with transaction(svc.conn):
-        other = states.RUNNING if p.status == states.WAITING else states.WAITING
-        changed = runs.set_task_status_if(svc.conn, run["id"], p.task, p.status, (other,))
+        waiting = p.status == states.WAITING
+        other = states.RUNNING if waiting else states.WAITING
+        event = transitions.SET_WAITING if waiting else transitions.SET_RUNNING
+        changed = transitions.move_task(svc.conn, run["id"], p.task, other, event, p.status)
     if not changed and row["status"] != p.status:
         raise Conflict(
             f"task {p.task!r} is {row['status']}: only a running task can be set to waiting, "

@@ -17,7 +17,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from spad import faults, procs, retention, states
+from spad import faults, procs, retention, states, transitions
 from spad.errors import Conflict, Invalid, NotFound
 from spad.home import Home
 from spad.retention import Policy
@@ -83,7 +83,9 @@ class Supervisor:
                     project=project,
                     workflow=workflow["name"],
                 )
-            run_id = runs.create(self.conn, workflow["id"], selected, only_task, from_task)
+            run_id = transitions.create_run(
+                self.conn, workflow["id"], selected, only_task, from_task
+            )
         self._prune(workflow["id"])
         self._spawn(run_id)
         self._restarts.setdefault(workflow["id"], _Restarts()).last_start = time.monotonic()
@@ -116,9 +118,13 @@ class Supervisor:
 
     def stop(self, run: sqlite3.Row, force: bool) -> None:
         with transaction(self.conn):
-            runs.update(self.conn, run["id"], stop_request="forced" if force else "graceful")
+            runs.request_stop(
+                self.conn, run["id"], transitions.FORCED if force else transitions.GRACEFUL
+            )
             if run["status"] == states.RUNNING:
-                runs.update(self.conn, run["id"], status=states.STOPPING)
+                transitions.move_run(
+                    self.conn, run["id"], run["status"], transitions.STOP_RUN, states.STOPPING
+                )
         if procs.is_alive(run["runner_pid"], run["runner_identity"]):
             os.kill(run["runner_pid"], signal.SIGUSR2 if force else signal.SIGUSR1)
         else:
@@ -142,7 +148,7 @@ class Supervisor:
         if child is not None:
             self._pids.adopt_child(child)
         identity = procs.identity(pid)
-        runs.update(self.conn, run_id, runner_pid=pid, runner_identity=identity)
+        runs.set_runner(self.conn, run_id, pid, identity)
         self._pids.watch(pid, lambda code: self._runner_gone(run_id, code))
 
     def _runner_gone(self, run_id: int, code: int | None) -> None:
@@ -161,7 +167,9 @@ class Supervisor:
             return
         self._sweep(run_id)
         if run["stop_request"] or run["status"] == states.STOPPING:
-            runs.update(self.conn, run_id, status=states.STOPPED, finished=1, ended_at=runs.now())
+            transitions.move_run(
+                self.conn, run_id, run["status"], transitions.FINISH, states.STOPPED
+            )
             self._cancel_restart(run_id)
             self._start_again_if_asked(run)
             return
@@ -171,7 +179,7 @@ class Supervisor:
                 if code and code < 0
                 else (states.error(code) if code else states.terminated(signal.SIGKILL))
             )
-            runs.update(self.conn, run_id, status=died, ended_at=runs.now())
+            transitions.move_run(self.conn, run_id, run["status"], transitions.CUT_SHORT, died)
         self._schedule_restart(run)
 
     def _start_again_if_asked(self, run: sqlite3.Row) -> None:
@@ -196,15 +204,15 @@ class Supervisor:
         for task in runs.tasks(self.conn, run_id):
             if task["pid"] and task["ended_at"] is None:
                 procs.kill_recorded_group(task["pid"], task["pid_identity"])
-            if task["status"] == states.NEW and not task["attempt"]:
-                runs.update_task(self.conn, run_id, task["name"], status=states.NOT_RUN)
-            elif task["status"] in states.TASK_ACTIVE:
-                runs.update_task(
+            if task["status"] in states.TASK_ACTIVE:
+                never_started = task["status"] == states.NEW
+                transitions.move_task(
                     self.conn,
                     run_id,
                     task["name"],
-                    status=states.KILLED,
-                    ended_at=task["ended_at"] or runs.now(),
+                    task["status"],
+                    transitions.SWEEP,
+                    states.NOT_RUN if never_started else states.KILLED,
                 )
 
     # -- resuming ----------------------------------------------------------------------------
@@ -274,8 +282,8 @@ class Supervisor:
                     names[names.index(old["from_task"]) :] if old["from_task"] in names else names
                 )
             )
-            runs.update(self.conn, old_run_id, finished=runs.SUPERSEDED)
-            run_id = runs.create(
+            runs.supersede(self.conn, old_run_id)
+            run_id = transitions.create_run(
                 self.conn,
                 old["workflow_id"],
                 selected,
@@ -303,10 +311,12 @@ class Supervisor:
         for task in runs.tasks(self.conn, run_id):
             if not states.is_immortal(task["status"]) or task["ended_at"] is not None:
                 continue
-            name = task["name"]
+            name, status = task["name"], task["status"]
 
-            def died(_code: int | None, name: str = name) -> None:
-                runs.update_task(self.conn, run_id, name, status=states.KILLED, ended_at=runs.now())
+            def died(_code: int | None, name: str = name, status: str = status) -> None:
+                transitions.move_task(
+                    self.conn, run_id, name, status, transitions.DIED, states.KILLED
+                )
 
             if procs.is_alive(task["pid"], task["pid_identity"]):
                 self._pids.watch(task["pid"], died)

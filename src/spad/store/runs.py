@@ -5,10 +5,6 @@ from __future__ import annotations
 import sqlite3
 import time
 
-TYPE_CHECKING = False  # typing itself is not imported on the runner's path
-if TYPE_CHECKING:
-    from typing import Any
-
 Row = sqlite3.Row
 
 #: ``runs.finished``: 0 unfinished (to be resumed), 1 finished, 2 cut short and resumed
@@ -99,27 +95,120 @@ def task(conn: sqlite3.Connection, run_id: int, name: str) -> Row | None:
     return row
 
 
-def update(conn: sqlite3.Connection, run_id: int, **fields: Any) -> None:
-    columns = ", ".join(f"{name} = ?" for name in fields)
-    conn.execute(f"UPDATE runs SET {columns} WHERE id = ?", (*fields.values(), run_id))
+# -- named writes: a status only through :mod:`spad.transitions` -------------------------------
 
 
-def update_task(conn: sqlite3.Connection, run_id: int, name: str, **fields: Any) -> None:
-    columns = ", ".join(f"{key} = ?" for key in fields)
+def set_runner(conn: sqlite3.Connection, run_id: int, pid: int, identity: str | None) -> None:
+    """The process carrying out the run (its identity: see :mod:`spad.procs`)."""
     conn.execute(
-        f"UPDATE run_tasks SET {columns} WHERE run_id = ? AND name = ?",
-        (*fields.values(), run_id, name),
+        "UPDATE runs SET runner_pid = ?, runner_identity = ? WHERE id = ?",
+        (pid, identity, run_id),
+    )
+
+
+def request_stop(conn: sqlite3.Connection, run_id: int, mode: str) -> None:
+    """Record a stop request (``transitions.GRACEFUL`` or ``FORCED``) before it is signalled."""
+    conn.execute("UPDATE runs SET stop_request = ? WHERE id = ?", (mode, run_id))
+
+
+def supersede(conn: sqlite3.Connection, run_id: int) -> None:
+    """The run was cut short and is resumed as a newer run: its record is final."""
+    conn.execute("UPDATE runs SET finished = ? WHERE id = ?", (SUPERSEDED, run_id))
+
+
+def mark_stopping(conn: sqlite3.Connection, run_id: int) -> None:
+    conn.execute("UPDATE runs SET status = 'stopping' WHERE id = ?", (run_id,))
+
+
+def end(conn: sqlite3.Connection, run_id: int, status: str, finished: bool) -> None:
+    """The run ended with ``status``: for good (``finished``), or to be resumed."""
+    conn.execute(
+        "UPDATE runs SET status = ?, finished = ?, ended_at = ? WHERE id = ?",
+        (status, FINISHED if finished else UNFINISHED, now(), run_id),
+    )
+
+
+def task_launched(
+    conn: sqlite3.Connection,
+    run_id: int,
+    name: str,
+    status: str,
+    pid: int | None,
+    identity: str | None,
+    attempt: int,
+    log_path: str,
+) -> None:
+    """An attempt started; a task that already set itself ``waiting`` stays so."""
+    conn.execute(
+        "UPDATE run_tasks SET status = CASE WHEN status = 'waiting' THEN status ELSE ? END,"
+        " pid = ?, pid_identity = ?, attempt = ?, exit_code = NULL, started_at = ?,"
+        " ended_at = NULL, log_path = ? WHERE run_id = ? AND name = ?",
+        (status, pid, identity, attempt, now(), log_path, run_id, name),
+    )
+
+
+def task_not_started(
+    conn: sqlite3.Connection,
+    run_id: int,
+    name: str,
+    status: str,
+    attempt: int,
+    exit_code: int,
+    log_path: str,
+) -> None:
+    """An attempt that could not start: started and ended at once, with 126 or 127."""
+    at = now()
+    conn.execute(
+        "UPDATE run_tasks SET status = ?, pid = NULL, pid_identity = NULL, attempt = ?,"
+        " exit_code = ?, started_at = ?, ended_at = ?, log_path = ?"
+        " WHERE run_id = ? AND name = ?",
+        (status, attempt, exit_code, at, at, log_path, run_id, name),
+    )
+
+
+def task_ended(
+    conn: sqlite3.Connection, run_id: int, name: str, status: str, exit_code: int
+) -> None:
+    conn.execute(
+        "UPDATE run_tasks SET status = ?, exit_code = ?, ended_at = ?"
+        " WHERE run_id = ? AND name = ?",
+        (status, exit_code, now(), run_id, name),
+    )
+
+
+def task_closed(conn: sqlite3.Connection, run_id: int, name: str, status: str) -> None:
+    """A task recorded as over without an exit code of its own (swept, or an immortal that
+    died); an end already recorded is kept."""
+    conn.execute(
+        "UPDATE run_tasks SET status = ?, ended_at = COALESCE(ended_at, ?)"
+        " WHERE run_id = ? AND name = ?",
+        (status, now(), run_id, name),
+    )
+
+
+def task_retrying(
+    conn: sqlite3.Connection, run_id: int, name: str, status: str, next_attempt_at: str
+) -> None:
+    """A failed task waits for its next attempt, due at ``next_attempt_at``."""
+    conn.execute(
+        "UPDATE run_tasks SET status = ?, next_attempt_at = ? WHERE run_id = ? AND name = ?",
+        (status, next_attempt_at, run_id, name),
+    )
+
+
+def set_task_status(conn: sqlite3.Connection, run_id: int, name: str, status: str) -> None:
+    conn.execute(
+        "UPDATE run_tasks SET status = ? WHERE run_id = ? AND name = ?", (status, run_id, name)
     )
 
 
 def set_task_status_if(
-    conn: sqlite3.Connection, run_id: int, name: str, status: str, allowed_from: tuple[str, ...]
+    conn: sqlite3.Connection, run_id: int, name: str, status: str, expected: str
 ) -> bool:
-    """Change a task's status only from one of ``allowed_from``; True when it changed."""
-    marks = ",".join("?" * len(allowed_from))
+    """Change a task's status only if it is still ``expected``; True when it changed."""
     cursor = conn.execute(
-        f"UPDATE run_tasks SET status = ? WHERE run_id = ? AND name = ? AND status IN ({marks})",
-        (status, run_id, name, *allowed_from),
+        "UPDATE run_tasks SET status = ? WHERE run_id = ? AND name = ? AND status = ?",
+        (status, run_id, name, expected),
     )
     return cursor.rowcount > 0
 
