@@ -44,8 +44,9 @@ class LocalProcess(TaskProcess):
                 os.kill(pid, signal.SIGKILL)
         procs.kill_group(self.pid, signal.SIGKILL)
 
-    def alive(self) -> bool:
-        return bool(procs.group_members(self.pid)) if self.ended else True
+    def cleanup(self) -> None:
+        """What the task left running in its group ends with it."""
+        self.kill()
 
     def reaped(self, code: int) -> None:
         self.ended = True
@@ -103,13 +104,23 @@ def find_spawner() -> Spawner | None:
 
 
 class LocalExecutor(Executor):
+    """Output on a pipe the engine reads; SIGCHLD wakes the loop, so no wake-up of its own."""
+
+    name = "local"
+
     def __init__(self, spawner: Spawner | None = None) -> None:
         self._running: dict[int, LocalProcess] = {}
         self._me = os.getpid()
         self._spawner = spawner
-        self._stdin = os.open(os.devnull, os.O_RDONLY)  # opened once, not per task
+        self._stdin = -1  # /dev/null, opened at the first start, once
+
+    @classmethod
+    def for_home(cls, home: str) -> LocalExecutor:
+        return cls(find_spawner())
 
     def start(self, launch: Launch) -> LocalProcess:
+        if self._stdin < 0:
+            self._stdin = os.open(os.devnull, os.O_RDONLY)
         read_end, write_end = os.pipe()
         try:
             if self._spawner is not None:
@@ -168,3 +179,21 @@ class LocalExecutor(Executor):
             process.reaped(code)
             ended.append((process, code))
         return ended
+
+    def reclaim(self, pid: int | None, identity: str | None) -> None:
+        """The group the task led, when it is still that task's (see
+        :func:`spad.procs.kill_recorded_group`)."""
+        if pid:
+            procs.kill_recorded_group(pid, identity)
+
+    def close(self) -> None:
+        """Whatever a task left behind outside its group (adopted by the runner, a child
+        subreaper) ends with the runner."""
+        if faults.NO_KILL:
+            return
+        for pid in procs.descendants(self._me):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+EXECUTOR = LocalExecutor

@@ -15,7 +15,7 @@ import sys
 from collections import deque
 from collections.abc import Callable
 
-from spad import faults, logfiles, states, transitions
+from spad import executors, faults, logfiles, states, transitions
 from spad.executors.base import Executor, Launch, TaskProcess
 from spad.runner.timers import Timer, Timers
 from spad.store import runs
@@ -46,6 +46,8 @@ class Task:
         self.env: dict[str, str] = json.loads(row["env"])
         self.cwd: str = row["cwd"]
         self.status: str = row["status"]
+        #: Where it runs, by its registered name (see :mod:`spad.executors`).
+        self.executor: str = executors.name_of(row)
         self.attempt = 0
         self.failures = 0
         self.process: TaskProcess | None = None
@@ -91,7 +93,7 @@ class Engine:
         conn: sqlite3.Connection,
         home: str,
         info: RunInfo,
-        executor: Executor,
+        executor_for: Callable[[str], Executor],
         timers: Timers,
         watch_output: Callable[[int, Callable[[], None]], None],
         unwatch_output: Callable[[int], None],
@@ -99,11 +101,12 @@ class Engine:
         self.conn = conn
         self.home = home
         self.info = info
-        self.executor = executor
         self.timers = timers
         self._watch_output = watch_output
         self._unwatch_output = unwatch_output
         self.tasks = [Task(row) for row in runs.tasks(conn, info.run_id)]
+        #: The executors this run's tasks name, by name.
+        self.executors = {name: executor_for(name) for name in {t.executor for t in self.tasks}}
         self.pending = deque(t for t in self.tasks if t.status == states.NEW)
         self.awaiting: Task | None = None
         self.active: dict[int, Task] = {}  # id(process) -> task
@@ -140,13 +143,12 @@ class Engine:
             task.name,
             task.attempt,
         )
-        task.log = logfiles.RotatingLog(path)
         try:
-            process = self.executor.start(self._launch_spec(task, path))
+            process = self.executors[task.executor].start(self._launch_spec(task, path))
         except OSError as exc:
-            task.log.write(f"spad: cannot start {task.function}: {exc.strerror or exc}\n".encode())
-            task.log.close()
-            task.log = None
+            log = logfiles.RotatingLog(path)
+            log.write(f"spad: cannot start {task.function}: {exc.strerror or exc}\n".encode())
+            log.close()
             code = 127 if isinstance(exc, FileNotFoundError) else 126
             status = states.error(code)
             self._move(
@@ -165,7 +167,8 @@ class Engine:
             attempt=task.attempt,
             log_path=path,
         )
-        if process.output is not None:
+        if process.output is not None:  # else the executor writes the log itself
+            task.log = logfiles.RotatingLog(path)
             fd = process.output
             self._watch_output(fd, lambda: self._read_output(task, fd))
 
@@ -218,17 +221,21 @@ class Engine:
 
     def collect(self) -> None:
         """Record every task process that ended."""
-        for process, code in self.executor.collect():
-            task = self.active.pop(id(process), None)
-            if task is None:
-                continue
-            process.kill()  # what the task left running in its group ends with it
-            if process.output is not None:
-                self._read_output(task, process.output)
-                if process.output is not None:
-                    self._close_output(task, process.output)
-            self._ended(task, code)
+        for executor in self.executors.values():
+            for process, code in executor.collect():
+                self._collected(process, code)
         self._check_end()
+
+    def _collected(self, process: TaskProcess, code: int) -> None:
+        task = self.active.pop(id(process), None)
+        if task is None:
+            return
+        process.cleanup()
+        if process.output is not None:
+            self._read_output(task, process.output)
+            if process.output is not None:
+                self._close_output(task, process.output)
+        self._ended(task, code)
 
     def _ended(self, task: Task, code: int) -> None:
         task.cancel_timers()

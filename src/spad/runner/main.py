@@ -10,13 +10,11 @@ import contextlib
 import ctypes
 import os
 import selectors
-import signal
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 
-from spad import faults, procs, transitions
-from spad.executors.local import LocalExecutor, find_spawner
+from spad import executors, procs, transitions
 from spad.runner.engine import Engine, RunInfo
 from spad.runner.signals import FORCED, GRACEFUL, HARD, SignalInbox
 from spad.runner.timers import Timers
@@ -68,7 +66,8 @@ def _read(path: str) -> str:
 
 
 class Loop:
-    """Select on the signal pipe and the tasks' output; run deadlines; collect ended tasks."""
+    """Select on the signal pipe, the tasks' output and what executors ask to be woken by; run
+    deadlines; collect ended tasks after every wake."""
 
     def __init__(self) -> None:
         self.selector = selectors.DefaultSelector()
@@ -84,6 +83,13 @@ class Loop:
         """Each turn's transitions commit together, before the loop waits again: one commit
         where a task ends and the next starts, one for a hundred tasks started at once."""
         self.watch(inbox.fileno(), lambda: self._on_signals(engine, inbox))
+        for executor in engine.executors.values():
+            fd = executor.wakeup_fd()
+            if fd is not None:
+                self.watch(fd, _nothing)  # the wake is all it asks: collect() follows
+            interval = executor.poll_interval()
+            if interval is not None:
+                self._every(interval, engine)
         with batch(conn):
             engine.start()
         while not engine.done:
@@ -93,6 +99,11 @@ class Loop:
                     key.data()
                 self.timers.run_due()
                 engine.collect()
+
+    def _every(self, interval: float, engine: Engine) -> None:
+        """Wake the loop every ``interval`` seconds while the run goes on."""
+        if not engine.done:
+            self.timers.after(interval, lambda: self._every(interval, engine))
 
     @staticmethod
     def _on_signals(engine: Engine, inbox: SignalInbox) -> None:
@@ -105,13 +116,8 @@ class Loop:
                 engine.hard_stop(signum)
 
 
-def kill_leftovers() -> None:
-    """Whatever a task left behind outside its group (adopted by this subreaper) ends here."""
-    if faults.NO_KILL:
-        return
-    for pid in procs.descendants(os.getpid()):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+def _nothing() -> None:
+    """A wake whose only purpose is the collect() after it."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         conn,
         home,
         load_info(home, conn, run_id),
-        LocalExecutor(find_spawner()),
+        lambda name: executors.load(name, home),
         loop.timers,
         loop.watch,
         loop.unwatch,
@@ -141,5 +147,6 @@ def main(argv: list[str] | None = None) -> int:
     if row is not None and row["stop_request"]:
         engine.stop(row["stop_request"])
     loop.run(engine, inbox, conn)
-    kill_leftovers()
+    for executor in engine.executors.values():
+        executor.close()
     return 0

@@ -17,8 +17,9 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from spad import faults, procs, retention, states, transitions
+from spad import executors, faults, procs, retention, states, transitions
 from spad.errors import Conflict, Invalid, NotFound
+from spad.executors.base import Executor
 from spad.home import Home
 from spad.retention import Policy
 from spad.server.pidwatch import PidWatch
@@ -64,6 +65,7 @@ class Supervisor:
         self._starter = RunnerStarter(
             home.root, home.logs / "runners.log", use_forkserver=not faults.NO_FORKSERVER
         )
+        self._executors: dict[str, Executor] = {}  # loaded when a dead runner left something
 
     # -- run and stop ------------------------------------------------------------------------
 
@@ -198,12 +200,12 @@ class Supervisor:
         log.info("%s/%s restarted as run %s", names[0], names[1], run_id)
 
     def _sweep(self, run_id: int) -> None:
-        """Kill what a dead runner's tasks left running; record them as killed. A task that
-        never started (the runner died first, e.g. of a stop sent before it could handle one)
-        is ``not run``."""
+        """Have each executor end what a dead runner's tasks left; record them as killed. A task
+        that never started (the runner died first, e.g. of a stop sent before it could handle
+        one) is ``not run``."""
         for task in runs.tasks(self.conn, run_id):
-            if task["pid"] and task["ended_at"] is None:
-                procs.kill_recorded_group(task["pid"], task["pid_identity"])
+            if task["pid_identity"] and task["ended_at"] is None:
+                self._executor(executors.name_of(task)).reclaim(task["pid"], task["pid_identity"])
             if task["status"] in states.TASK_ACTIVE:
                 never_started = task["status"] == states.NEW
                 transitions.move_task(
@@ -214,6 +216,11 @@ class Supervisor:
                     transitions.SWEEP,
                     states.NOT_RUN if never_started else states.KILLED,
                 )
+
+    def _executor(self, name: str) -> Executor:
+        if name not in self._executors:
+            self._executors[name] = executors.load(name, str(self.home.root))
+        return self._executors[name]
 
     # -- resuming ----------------------------------------------------------------------------
 
