@@ -1,0 +1,78 @@
+"""The runner's loop wakes an executor that asked for it: a scheduler that is polled gets its
+collect() called although no descriptor or signal ever wakes the loop."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from spad import states
+from spad.runner.engine import Engine
+from spad.runner.main import Loop
+from tests.conftest import task
+from tests.unit.engine_run import EngineRun
+from tests.unit.fake_executor import FakeExecutor, Script
+
+
+class PolledFake(FakeExecutor):
+    """Ends are seen only by asking, as with a cluster's queue."""
+
+    def __init__(self) -> None:
+        super().__init__(time.monotonic)
+        self.polls = 0
+
+    def poll_interval(self) -> float:
+        return 0.01
+
+    def collect(self) -> list[Any]:
+        self.polls += 1
+        return super().collect()
+
+
+class QuietInbox:
+    """A signal inbox that never receives one (the test's process keeps its own handlers)."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+
+    def fileno(self) -> int:
+        return self._read
+
+    def drain(self) -> list[int]:
+        return []
+
+    def close(self) -> None:
+        os.close(self._read)
+        os.close(self._write)
+
+
+@pytest.mark.timeout(20)
+def test_the_loop_polls_an_executor_that_asks_for_an_interval(
+    conn: sqlite3.Connection, tmp_path: Path
+) -> None:
+    setup = EngineRun(conn, tmp_path / "home", task("a"), task("b"))
+    loop, executor = Loop(), PolledFake()
+    executor.script("a", Script(runs=0.05))
+    executor.script("b", Script(runs=0.05))
+    engine = Engine(
+        conn,
+        str(setup.home),
+        setup.engine.info,
+        lambda _name: executor,
+        loop.timers,
+        loop.watch,
+        loop.unwatch,
+    )
+    inbox = QuietInbox()
+    try:
+        loop.run(engine, cast(Any, inbox), conn)
+    finally:
+        inbox.close()
+    assert setup.run()["status"] == states.SUCCESS
+    assert setup.statuses() == {"a": states.SUCCESS, "b": states.SUCCESS}
+    assert executor.polls >= 3  # woken by its interval: nothing else would have woken the loop
