@@ -55,28 +55,6 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def processes_matching(text: str) -> list[int]:
-    """Live processes whose command line contains ``text``."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        with contextlib.suppress(OSError), open(f"/proc/{name}/cmdline", "rb") as handle:
-            cmdline = handle.read().replace(b"\0", b" ").decode(errors="replace")
-            if text in cmdline and _state(int(name)) != "Z":
-                found.append(int(name))
-    return found
-
-
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            text = handle.read()
-        return text[text.rfind(")") + 2]
-    except OSError:
-        return "Z"
-
-
 def kill_all(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):

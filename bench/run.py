@@ -29,7 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from common import processes_matching, wait_until
+from common import wait_until
 from systems import BIN, Spad, Supervisord
 
 from spad import procs
@@ -112,8 +112,6 @@ def _bash_loop(count: int) -> float:
 
 def w2_w5_fan_out(sizes: Sizes) -> dict[str, Metrics]:
     count = sizes.fan_out
-    if processes_matching("sleep 30"):
-        raise RuntimeError("bench: `sleep 30` processes are already running: end them first")
     spad = Spad()
     try:
         spad.start()
@@ -169,13 +167,14 @@ def w2_w5_fan_out(sizes: Sizes) -> dict[str, Metrics]:
         sup.rpc().supervisor.startAllProcesses(False)
         wait_until(lambda: all(s == "RUNNING" for s in sup.states()), step=0.01)
         sup_up = time.perf_counter() - started
+        sup_tasks = sup.own_tasks()
         sup_pss = sup.pss()
         sup_single = _rate(supervisord_caller(sup), sizes.status_seconds, 1)
         sup_many = _rate(supervisord_caller(sup), sizes.status_seconds, 8)
         sup_unix = _rate(supervisord_unix_caller(sup), sizes.status_seconds, 1)
         started = time.perf_counter()
         sup.rpc().supervisor.stopAllProcesses(True)
-        wait_until(lambda: not processes_matching("sleep 30"))
+        wait_until(lambda: not any(procs.is_alive(pid, ident) for pid, ident in sup_tasks))
         sup_stop = time.perf_counter() - started
     finally:
         sup.stop()
@@ -264,8 +263,14 @@ def _rate(caller: tuple[str, str, str], seconds: float, clients: int) -> float:
 # -- W3 graceful stop -------------------------------------------------------------------------
 
 
+def left_in_groups(groups: list[int]) -> int:
+    """Processes still alive in these process groups (a task's, with what it started)."""
+    return sum(len(procs.group_members(group)) for group in groups)
+
+
 def w3_graceful(sizes: Sizes) -> dict[str, Metrics]:
     count = sizes.graceful
+    groups: list[int] = []
     spad = Spad()
     try:
         spad.start()
@@ -285,8 +290,11 @@ def w3_graceful(sizes: Sizes) -> dict[str, Metrics]:
             spad.call("stop", project="bench", workflow="trap")
             wait_until(lambda: spad.run_status(conn, run_id) == "stopped")
             spad_seconds = time.perf_counter() - started
+            groups = [row[0] for row in conn.execute(
+                "SELECT pid FROM run_tasks WHERE run_id = ?", (run_id,)
+            )]  # fmt: skip
         spad_honoured = len([p for p in (spad.home / "data").iterdir() if p.name.startswith("t")])
-        spad_left = len(processes_matching("sleep 1000"))
+        spad_left = left_in_groups(groups)
     finally:
         spad.stop()
     sup = Supervisord()
@@ -305,14 +313,16 @@ def w3_graceful(sizes: Sizes) -> dict[str, Metrics]:
         )
         wait_until(lambda: all(s == "RUNNING" for s in sup.states()), step=0.01)
         time.sleep(0.5)
+        groups = [pid for pid, _ in sup.own_tasks()]  # each program leads its own group
         started = time.perf_counter()
         sup.rpc().supervisor.stopAllProcesses(True)
         sup_seconds = time.perf_counter() - started
         sup_honoured = len(list(sup.folder.glob("trapper.*")))
-        sup_left = len(processes_matching("sleep 1000"))
+        sup_left = left_in_groups(groups)
     finally:
         sup.stop()
-        subprocess.run(["pkill", "-f", "sleep 1000"], check=False)
+        for group in groups:  # what supervisord left behind: its own, not the machine's
+            procs.kill_group(group)
     base = floor("graceful", count)
     return {
         f"W3 s graceful stop of {count}": {

@@ -19,6 +19,7 @@ from typing import Any
 
 from common import free_port, kill_all, pss_kib, wait_until
 
+from spad import procs
 from spad.client import Client
 
 BIN = Path(sys.executable).parent
@@ -186,6 +187,11 @@ class Supervisord:
     def pss(self) -> int:
         assert self.process is not None
         return pss_kib(self.process.pid)
+
+    def own_tasks(self) -> list[tuple[int, str | None]]:
+        """The pids of this supervisord's programs, each with its identity (spad.procs)."""
+        infos = self.rpc().supervisor.getAllProcessInfo()
+        return [(info["pid"], procs.identity(info["pid"])) for info in infos if info["pid"]]
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
