@@ -17,6 +17,7 @@ from spad import executors, logfiles, states, transitions
 from spad.runner.engine import KILL_WAIT, WAITING_POLL
 from tests.conftest import task
 from tests.unit.engine_run import EngineRun, Script
+from tests.unit.fake_executor import FakeExecutor
 
 TERM, KILL = int(signal.SIGTERM), int(signal.SIGKILL)
 #: A task that runs until it is stopped.
@@ -338,3 +339,34 @@ def test_the_engine_runs_each_task_on_the_executor_its_definition_names(
     )
     assert sorted(asked) == ["elsewhere", "local"] and set(engine.executors) == set(asked)
     assert [t.executor for t in engine.tasks] == ["local", "elsewhere"]
+
+
+def test_the_server_has_the_executor_reclaim_what_a_dead_runner_left(
+    make_run: MakeRun, conn: sqlite3.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spad.home import Home
+    from spad.server.supervisor import Supervisor
+
+    monkeypatch.setitem(executors.REGISTRY, "fake", "tests.unit.fake_executor")
+    conn.execute("ALTER TABLE run_tasks ADD COLUMN executor TEXT")
+    run = make_run(task("a", exec="parallel"), task("b"))
+    conn.execute("UPDATE run_tasks SET executor = 'fake'")
+    run.engine.start()  # its runner dies here, both tasks running (on the fake, as named)
+    supervisor = Supervisor(Home(tmp_path / "home"), conn, "http://127.0.0.1:1")
+    supervisor._sweep(run.run_id)
+    reclaimed = supervisor._executor("fake")
+    assert isinstance(reclaimed, FakeExecutor)
+    assert reclaimed.reclaimed == [(None, "fake:a:1"), (None, "fake:b:1")]
+    assert run.statuses() == {"a": states.KILLED, "b": states.KILLED}
+
+
+def test_a_dead_runner_s_task_that_never_started_is_not_run(
+    make_run: MakeRun, conn: sqlite3.Connection, tmp_path: Path
+) -> None:
+    from spad.home import Home
+    from spad.server.supervisor import Supervisor
+
+    run = make_run(task("a"), task("b")).script("a", FOREVER)
+    run.engine.start()
+    Supervisor(Home(tmp_path / "home"), conn, "http://127.0.0.1:1")._sweep(run.run_id)
+    assert run.statuses() == {"a": states.KILLED, "b": states.NOT_RUN}

@@ -307,11 +307,7 @@ class Engine:
         self._check_end()
 
     def _waiting_names(self) -> set[str]:
-        rows = self.conn.execute(
-            "SELECT name FROM run_tasks WHERE run_id = ? AND status = 'waiting'",
-            (self.info.run_id,),
-        ).fetchall()
-        return {row["name"] for row in rows}
+        return runs.waiting_tasks(self.conn, self.info.run_id)
 
     def _poll_waiting(self) -> None:
         if self.stop_mode == transitions.FORCED:

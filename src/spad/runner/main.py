@@ -29,12 +29,7 @@ def become_subreaper() -> None:
 
 
 def load_info(home: str, conn: sqlite3.Connection, run_id: int) -> RunInfo:
-    row = conn.execute(
-        "SELECT r.status, w.name AS workflow, w.on_failure, p.name AS project FROM runs r"
-        " JOIN workflows w ON w.id = r.workflow_id JOIN projects p ON p.id = w.project_id"
-        " WHERE r.id = ?",
-        (run_id,),
-    ).fetchone()
+    row = runs.with_names(conn, run_id)
     if row is None:
         raise SystemExit(f"spad runner: run {run_id} does not exist")
     return RunInfo(

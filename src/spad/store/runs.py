@@ -63,6 +63,17 @@ def get(conn: sqlite3.Connection, run_id: int) -> Row | None:
     return row
 
 
+def with_names(conn: sqlite3.Connection, run_id: int) -> Row | None:
+    """The run with its workflow's ``on_failure`` and the names of its project and workflow."""
+    row: Row | None = conn.execute(
+        "SELECT r.*, w.name AS workflow, w.on_failure, p.name AS project FROM runs r"
+        " JOIN workflows w ON w.id = r.workflow_id JOIN projects p ON p.id = w.project_id"
+        " WHERE r.id = ?",
+        (run_id,),
+    ).fetchone()
+    return row
+
+
 def latest(conn: sqlite3.Connection, workflow_id: int) -> Row | None:
     row: Row | None = conn.execute(
         "SELECT * FROM runs WHERE workflow_id = ? ORDER BY id DESC LIMIT 1", (workflow_id,)
@@ -86,6 +97,14 @@ def tasks(conn: sqlite3.Connection, run_id: int) -> list[Row]:
     return conn.execute(
         "SELECT * FROM run_tasks WHERE run_id = ? ORDER BY place", (run_id,)
     ).fetchall()
+
+
+def waiting_tasks(conn: sqlite3.Connection, run_id: int) -> set[str]:
+    """Names of the run's tasks that set themselves ``waiting``."""
+    rows = conn.execute(
+        "SELECT name FROM run_tasks WHERE run_id = ? AND status = 'waiting'", (run_id,)
+    ).fetchall()
+    return {row["name"] for row in rows}
 
 
 def task(conn: sqlite3.Connection, run_id: int, name: str) -> Row | None:
