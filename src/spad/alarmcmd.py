@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
+from spad.alarms.levels import ACKNOWLEDGED, ALARM_SEVERITIES, OPEN, SEVERITIES
 from spad.cli_context import Context, pass_ctx, show
-
-SEVERITIES = ["info", "warning", "critical", "clear"]
 
 
 @click.group()
@@ -53,7 +52,7 @@ def raise_(
 @click.option("--open", "only_open", is_flag=True, help="only alarms not cleared")
 @click.option("-p", "--project", help="only this project")
 @click.option(
-    "--severity", type=click.Choice(SEVERITIES[:3]), multiple=True, help="only these severities"
+    "--severity", type=click.Choice(ALARM_SEVERITIES), multiple=True, help="only these severities"
 )
 @click.option("--wide", is_flag=True, help="every column, however wide")
 @pass_ctx
@@ -63,7 +62,7 @@ def alarms(
     """Alarms, newest first."""
     result = ctx.call(
         "alarms_list",
-        state=["open", "acknowledged"] if only_open else None,
+        state=[OPEN, ACKNOWLEDGED] if only_open else None,
         project=project,
         severity=list(severity) or None,
     )

@@ -10,10 +10,10 @@ import os
 from pathlib import Path
 
 from spad.errors import Forbidden, Invalid, NotFound
-from spad.home import Home
+from spad.home import BIN, DATA, LOGS, Home
 
-WRITABLE = frozenset({"bin", "data"})
-AREAS = ("bin", "data", "logs")
+WRITABLE = frozenset({BIN, DATA})
+AREAS = (BIN, DATA, LOGS)
 #: The largest file `spa_ctl file put` may copy in, unless `spad --max-file-size` says otherwise.
 DEFAULT_MAX_FILE = 4 * 1024**3
 

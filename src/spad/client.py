@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from spad.home import DEFAULT_HOME, read_url
+from spad.home import DEFAULT_HOME, TOKEN, read_url
 
 DEFAULT_URL = "http://127.0.0.1:7070"
 CHUNK = 1024 * 1024
@@ -68,7 +68,7 @@ def find_token(explicit: str | None) -> str | None:
         return explicit
     if os.environ.get("SPA_TOKEN"):
         return os.environ["SPA_TOKEN"]
-    path = Path(os.environ.get("SPA_HOME") or DEFAULT_HOME) / "token"
+    path = Path(os.environ.get("SPA_HOME") or DEFAULT_HOME) / TOKEN
     try:
         return path.read_text().strip()
     except OSError:

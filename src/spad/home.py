@@ -1,12 +1,31 @@
-"""The home folder's layout. Light on purpose: every runner imports it (making a home on
-first start is :mod:`spad.provision`)."""
+"""The home folder's layout, spelled here and nowhere else. Light on purpose: every runner
+imports it, so no pathlib at import (making a home on first start is :mod:`spad.provision`)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+TYPE_CHECKING = False  # typing itself is not imported on the runner's path
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DEFAULT_HOME = "/opt/spa"
+#: The executables a task may name.
+BIN = "bin"
+#: Tasks' working directory, and the files users copy in and out.
+DATA = "data"
+#: Task output (``logs/<project>/<workflow>/<run>/<task>.<attempt>.log``), runners' and alarms'.
+LOGS = "logs"
+#: The state.
+DB = "spa.db"
+#: The API token (and, beside it, the read-only one).
+TOKEN = "token"
+#: What runners print to their own stdout and stderr (inside LOGS).
+RUNNERS_LOG = "runners.log"
+#: The alarms' journal, a JSON line per transition (inside LOGS).
+ALARMS_LOG = "alarms.log"
+#: The URL of the server that runs now, for tasks started by an earlier one.
+URL = "url"
 
 
 class Home:
@@ -22,28 +41,28 @@ class Home:
 
     @property
     def bin(self) -> Path:
-        return self.root / "bin"
+        return self.root / BIN
 
     @property
     def data(self) -> Path:
-        return self.root / "data"
+        return self.root / DATA
 
     @property
     def logs(self) -> Path:
-        return self.root / "logs"
+        return self.root / LOGS
 
     @property
     def db(self) -> Path:
-        return self.root / "spa.db"
+        return self.root / DB
 
     @property
     def token_file(self) -> Path:
-        return self.root / "token"
+        return self.root / TOKEN
 
     @property
     def url_file(self) -> Path:
         """The URL of the server that runs now (see :func:`write_url`)."""
-        return self.root / "url"
+        return self.root / URL
 
     def token(self) -> str:
         return self.token_file.read_text().strip()
@@ -58,6 +77,8 @@ class Home:
 
 def resolve(flag: str | None) -> Home:
     """``--home`` wins over ``SPA_HOME``, which wins over the default."""
+    from pathlib import Path  # not at import: the runner does without it
+
     return Home(Path(flag or os.environ.get("SPA_HOME") or DEFAULT_HOME).absolute())
 
 
@@ -72,7 +93,7 @@ def write_url(home: Home, url: str) -> None:
 def read_url(root: str) -> str | None:
     """The URL the server of the home at ``root`` wrote, or None."""
     try:
-        with open(os.path.join(root, "url")) as handle:
+        with open(os.path.join(root, URL)) as handle:
             return handle.read().strip() or None
     except OSError:
         return None

@@ -61,3 +61,17 @@ def test_timers_run_in_deadline_order_and_can_be_cancelled() -> None:
     now[0] = 103
     timers.run_due()
     assert fired == ["a", "b"] and timers.timeout() is None and not timers.pending()
+
+
+def test_the_runner_imports_nothing_heavy() -> None:
+    """Every running workflow pays for each module its runner imports (bench/runner_memory.py)."""
+    import subprocess
+    import sys
+
+    code = "import sys, spad.runner.main, spad.executors.local;print(' '.join(sorted(sys.modules)))"
+    loaded = set(subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split())  # fmt: skip
+    # (datetime is not here: sqlite3 imports it.)
+    heavy = {"pathlib", "dataclasses", "logging", "random", "subprocess", "typing"}
+    assert "spad.transitions" in loaded and not loaded & (heavy | {"pydantic"})

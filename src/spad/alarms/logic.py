@@ -14,13 +14,11 @@ import sqlite3
 import time
 from typing import Any
 
+from spad.alarms.levels import ACKNOWLEDGED, CLEAR, CLEARED, OPEN, RANK, SEVERITIES
 from spad.errors import Conflict, NotFound
 from spad.store import alarms as store
 from spad.store.runs import iso, now
 from spad.store.sqlite import transaction
-
-SEVERITIES = ("info", "warning", "critical", "clear")
-RANK = {"info": 0, "warning": 1, "critical": 2}
 
 Event = dict[str, Any]
 
@@ -72,7 +70,7 @@ def _apply_one(
         ]
     key = (signal.project, signal.source, signal.kind)
     active = store.active(conn, *key)
-    if signal.severity == "clear":
+    if signal.severity == CLEAR:
         if active is None:
             return []
         return [
@@ -82,7 +80,7 @@ def _apply_one(
                 "cleared",
                 at,
                 "by a clear signal",
-                state="cleared",
+                state=CLEARED,
                 cleared_at=at,
                 last_seen=at,
             )
@@ -98,7 +96,7 @@ def _apply_one(
                 "reopened",
                 at,
                 "fired again within the hold-off",
-                state="open",
+                state=OPEN,
                 severity=signal.severity,
                 count=recent["count"] + 1,
                 last_seen=at,
@@ -185,11 +183,11 @@ def public(row: sqlite3.Row | None) -> dict[str, Any]:
 
 
 def acknowledge(conn: sqlite3.Connection, alarm_id: int, by: str) -> Event:
-    return _by_person(conn, alarm_id, by, "acknowledged", ("open",))
+    return _by_person(conn, alarm_id, by, ACKNOWLEDGED, (OPEN,))
 
 
 def clear(conn: sqlite3.Connection, alarm_id: int, by: str) -> Event:
-    return _by_person(conn, alarm_id, by, "cleared", ("open", "acknowledged"))
+    return _by_person(conn, alarm_id, by, CLEARED, (OPEN, ACKNOWLEDGED))
 
 
 def _by_person(
@@ -202,5 +200,5 @@ def _by_person(
             raise NotFound(f"alarm {alarm_id} does not exist (spa_ctl alarms lists them)")
         if row["state"] not in allowed:
             raise Conflict(f"alarm {alarm_id} is {row['state']}: it cannot be {state}")
-        stamp = {"acknowledged_at": at} if state == "acknowledged" else {"cleared_at": at}
+        stamp = {"acknowledged_at": at} if state == ACKNOWLEDGED else {"cleared_at": at}
         return _transition(conn, alarm_id, state, at, f"by {by}", state=state, **stamp)

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 
 from spad import executors, faults, logfiles, states, transitions
+from spad import home as layout
 from spad.executors.base import Executor, Launch, TaskProcess
 from spad.runner.timers import Timer, Timers
 from spad.store import runs
@@ -136,7 +137,7 @@ class Engine:
         task.attempt += 1
         task.stop_sent = task.kill_sent = False
         path = logfiles.path_for(
-            os.path.join(self.home, "logs"),
+            os.path.join(self.home, layout.LOGS),
             self.info.project,
             self.info.workflow,
             self.info.run_id,
@@ -193,7 +194,7 @@ class Engine:
         env["SPA_TASK"] = task.name
         env["SPA_ATTEMPT"] = str(task.attempt)
         return Launch(
-            argv=[os.path.join(self.home, "bin", task.function), *task.params],
+            argv=[os.path.join(self.home, layout.BIN, task.function), *task.params],
             env=env,
             cwd=os.path.join(self.home, task.cwd),
             log_path=log_path,

@@ -20,6 +20,7 @@ import socket
 import sys
 import traceback
 
+from spad import home as layout
 from spad.executors.local import find_spawner
 from spad.runner import main as runner_main
 
@@ -72,7 +73,7 @@ def _become_runner(home: str, run_id: int, env: dict[str, str], log_path: str) -
 
 
 def serve(home: str, channel: socket.socket) -> None:
-    log_path = os.path.join(home, "logs", "runners.log")
+    log_path = os.path.join(home, layout.LOGS, layout.RUNNERS_LOG)
     while True:
         message = channel.recv(MESSAGE_MAX)
         if not message:  # the server closed its end: it is going down

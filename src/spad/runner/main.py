@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterator
 
 from spad import executors, procs, transitions
+from spad import home as layout
 from spad.runner.engine import Engine, RunInfo
 from spad.runner.signals import FORCED, GRACEFUL, HARD, SignalInbox
 from spad.runner.timers import Timers
@@ -38,7 +39,7 @@ def load_info(home: str, conn: sqlite3.Connection, run_id: int) -> RunInfo:
         workflow=row["workflow"],
         on_failure=row["on_failure"],
         url=os.environ.get("SPA_URL", "http://127.0.0.1:7070"),
-        token=_read(os.path.join(home, "token")),
+        token=_read(os.path.join(home, layout.TOKEN)),
         status=row["status"],
     )
 
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     home, run_id = os.path.abspath(args[0]), int(args[1])
     inbox = SignalInbox()  # first: a stop sent while we start is queued, not fatal
     become_subreaper()
-    conn = connect(os.path.join(home, "spa.db"))
+    conn = connect(os.path.join(home, layout.DB))
     # A runner reads and writes a few rows of its own run: a small page cache is plenty, and
     # each runner's cache is private memory (a thousand runners, a thousand caches).
     conn.execute("PRAGMA cache_size = -128")

@@ -10,6 +10,7 @@ from typing import Any
 from spad import areas, catalog, logfiles, retention, states, transitions
 from spad.alarms import journal
 from spad.alarms import logic as alarm_logic
+from spad.alarms.levels import SEVERITIES, STATES
 from spad.errors import Conflict, Invalid, NotFound
 from spad.server.params import (
     boolean,
@@ -410,10 +411,6 @@ def file_delete(svc: Service, p: FileParams) -> dict[str, Any]:
         raise NotFound(f"{place.remote} does not exist")
     place.path.unlink()
     return {"path": place.remote, "deleted": True}
-
-
-SEVERITIES = ("info", "warning", "critical", "clear")
-STATES = ("open", "acknowledged", "cleared")
 
 
 @PARAMS

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 
 from spad import executors, faults, procs, retention, states, transitions
+from spad import home as home_layout
 from spad.errors import Conflict, Invalid, NotFound
 from spad.executors.base import Executor
 from spad.home import Home
@@ -63,7 +64,7 @@ class Supervisor:
         self._restarts: dict[int, _Restarts] = {}
         self._pending: dict[int, asyncio.TimerHandle] = {}  # run id -> restart waiting
         self._starter = RunnerStarter(
-            home.root, home.logs / "runners.log", use_forkserver=not faults.NO_FORKSERVER
+            home.root, home.logs / home_layout.RUNNERS_LOG, use_forkserver=not faults.NO_FORKSERVER
         )
         self._executors: dict[str, Executor] = {}  # loaded when a dead runner left something
 
