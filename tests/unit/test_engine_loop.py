@@ -76,3 +76,40 @@ def test_the_loop_polls_an_executor_that_asks_for_an_interval(
     assert setup.run()["status"] == states.SUCCESS
     assert setup.statuses() == {"a": states.SUCCESS, "b": states.SUCCESS}
     assert executor.polls >= 3  # woken by its interval: nothing else would have woken the loop
+
+
+class SelfWakingFake(FakeExecutor):
+    """Given the loop, it sets a deadline of its own for each attempt's end (as an executor
+    that runs commands and watches their pipes would)."""
+
+    def __init__(self) -> None:
+        super().__init__(time.monotonic)
+        self.loop: Loop | None = None
+
+    def attach(self, loop: Any) -> None:
+        self.loop = loop
+
+    def start(self, launch: Any) -> Any:
+        process = super().start(launch)
+        assert self.loop is not None and process.ends_at is not None
+        self.loop.timers.after(process.ends_at - time.monotonic(), lambda: None)
+        return process
+
+
+@pytest.mark.timeout(20)
+def test_an_executor_handed_the_loop_wakes_it_itself(
+    conn: sqlite3.Connection, tmp_path: Path
+) -> None:
+    setup = EngineRun(conn, tmp_path / "home", task("a"))
+    loop, executor = Loop(), SelfWakingFake()
+    executor.script("a", Script(runs=0.05))
+    engine = Engine(
+        conn, str(setup.home), setup.engine.info, lambda _: executor, loop.timers, loop.watch,
+        loop.unwatch,
+    )  # fmt: skip
+    inbox = QuietInbox()
+    try:
+        loop.run(engine, cast(Any, inbox), conn)
+    finally:
+        inbox.close()
+    assert executor.loop is loop and setup.run()["status"] == states.SUCCESS

@@ -11,8 +11,10 @@ them and collects their ends through these two classes and nothing else, so a cl
   writes the log itself to ``Launch.log_path`` (a file on a disk the nodes share).
 - **waking the loop**: the runner's loop sleeps until something happens. An executor whose ends
   are seen on a descriptor gives it in :meth:`Executor.wakeup_fd`; one that polls a scheduler
-  gives :meth:`Executor.poll_interval`. After every wake, whatever woke it, the loop calls
-  :meth:`Executor.collect`. (The local executor needs neither: SIGCHLD wakes the loop.)
+  gives :meth:`Executor.poll_interval`; one that needs more (a descriptor per command it runs,
+  deadlines of its own) is handed the loop itself in :meth:`Executor.attach`. After every
+  wake, whatever woke it, the loop calls :meth:`Executor.collect`. (The local executor needs
+  none of these: SIGCHLD wakes the loop.)
 - **cleanup**: after an attempt ended the engine calls :meth:`TaskProcess.cleanup`, which ends
   what the attempt left behind (locally: the rest of its process group).
 - **reclaim**: when a runner died, the server calls :meth:`Executor.reclaim` with each task's
@@ -26,6 +28,10 @@ line in :data:`spad.executors.REGISTRY`. Nothing in the engine, the loop or the 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+
+TYPE_CHECKING = False  # typing itself is not imported on the runner's path
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Launch:
@@ -84,6 +90,12 @@ class Executor(ABC):
     def collect(self) -> list[tuple[TaskProcess, int]]:
         """Attempts that ended since the last call, each with its exit code (``-N`` when
         signal N ended it). Called after every wake of the loop; must not block."""
+
+    def attach(self, loop: Any) -> None:  # noqa: B027 (a hook: most executors need no more)
+        """The runner's loop, before the first start: ``loop.watch(fd, callback)``,
+        ``loop.unwatch(fd)`` and ``loop.timers.after(seconds, action)`` (a cancellable
+        :class:`spad.runner.timers.Timer`). Callbacks run inside the loop's turn; the engine's
+        collect() follows each turn."""
 
     def wakeup_fd(self) -> int | None:
         """A descriptor that becomes readable when an attempt may have ended, or None."""

@@ -80,6 +80,7 @@ class Loop:
         where a task ends and the next starts, one for a hundred tasks started at once."""
         self.watch(inbox.fileno(), lambda: self._on_signals(engine, inbox))
         for executor in engine.executors.values():
+            executor.attach(self)
             fd = executor.wakeup_fd()
             if fd is not None:
                 self.watch(fd, _nothing)  # the wake is all it asks: collect() follows
