@@ -63,7 +63,7 @@ _ERROR, _TERMINATED, _IMMORTAL = "error", "terminated", "immortal"
 _ENDED = frozenset({states.SUCCESS, _ERROR, _TERMINATED})
 _FAILED = frozenset({_ERROR, _TERMINATED})
 _BY_STOP = frozenset({states.STOPPED, states.KILLED})
-_SWEPT = frozenset({states.KILLED, states.NOT_RUN})
+_KILLED = frozenset({states.KILLED})
 
 #: ``(kind of the current status, event) -> kinds it may move to``.
 TASK_MOVES: dict[tuple[str, str], frozenset[str]] = {
@@ -93,12 +93,11 @@ TASK_MOVES: dict[tuple[str, str], frozenset[str]] = {
     # RUNNING <-> WAITING
     (states.RUNNING, SET_WAITING): frozenset({states.WAITING}),
     (states.WAITING, SET_RUNNING): frozenset({states.RUNNING}),
-    # a dead runner's tasks: those that never started are NOT_RUN, the others KILLED
-    (states.NEW, SWEEP): frozenset({states.NOT_RUN}),
-    (states.RUNNING, SWEEP): _SWEPT,
-    (states.WAITING, SWEEP): _SWEPT,
-    (states.RERUN, SWEEP): _SWEPT,
-    (states.STOPPING, SWEEP): _SWEPT,
+    # a dead runner's tasks that had started: KILLED (those that never did are cancelled)
+    (states.RUNNING, SWEEP): _KILLED,
+    (states.WAITING, SWEEP): _KILLED,
+    (states.RERUN, SWEEP): _KILLED,
+    (states.STOPPING, SWEEP): _KILLED,
 }
 
 # -- workflow run events --------------------------------------------------------------------

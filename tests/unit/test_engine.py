@@ -370,3 +370,4 @@ def test_a_dead_runner_s_task_that_never_started_is_not_run(
     run.engine.start()
     Supervisor(Home(tmp_path / "home"), conn, "http://127.0.0.1:1")._sweep(run.run_id)
     assert run.statuses() == {"a": states.KILLED, "b": states.NOT_RUN}
+    assert run.task("b")["ended_at"] is None  # it never started, so it never ended either

@@ -214,7 +214,7 @@ class Supervisor:
                     run_id,
                     task["name"],
                     task["status"],
-                    transitions.SWEEP,
+                    transitions.CANCEL if never_started else transitions.SWEEP,
                     states.NOT_RUN if never_started else states.KILLED,
                 )
 
