@@ -10,6 +10,10 @@ appended). Statuses with a number (``error(3)``, ``immortal(4242)``) are matched
 
 What crosses processes as text (a stop request written by the server and read by the runner)
 is a constant here too.
+
+A new status (say ``queued``, for a job a scheduler has not started yet) is a constant in
+:mod:`spad.states`, its rows in :data:`TASK_MOVES` (``NEW --launch--> queued``, ``queued
+--end--> ...``), and, for a new event, a named store operation in :data:`_TASK_WRITERS`.
 """
 
 from __future__ import annotations
