@@ -47,5 +47,7 @@ def test_the_side_by_side_bench_runs_every_workload(tmp_path: Path) -> None:
         assert any(metric.startswith(workload) for metric in table), workload
     assert table["W3 children left behind"]["spad"]["median"] == 0
     chain = next(v for k, v in table.items() if k.startswith("W1 marginal"))
-    assert chain["spad"]["median"] > 0 and chain["floor"]["median"] > 0
+    # A measurement for each (a marginal cost is a difference of two timings: on a loaded
+    # machine one quick run may make it negative, so its sign is not asserted).
+    assert all(isinstance(chain[side]["median"], float) for side in ("spad", "floor"))
     assert "spad/floor" in result.stdout and "supervisord" in result.stdout
