@@ -100,6 +100,7 @@ def test_a_failed_task_is_retried_with_doubling_delays_then_fails_the_run(
     run.script("a", Script(runs=0, code=2)).start()
     run.advance(0)
     assert run.task("a")["status"] == states.RERUN and run.task("a")["exit_code"] == 2
+    assert run.task("a")["next_attempt_at"] is not None  # when it starts again, for status
     row = run.finish()
     starts = [p.started for p in run.attempts("a")]
     assert len(starts) == 4 and starts[:2] == [0.0, 1.0]
