@@ -61,7 +61,7 @@ def main() -> int:
     if spawner is not None:
         ways["spad spawn library"] = through_executor(LocalExecutor(spawner), env)
     else:
-        print("the spawn library is not built (scripts/bootstrap): skipped", file=sys.stderr)
+        print("the spawn library is not built (no compiler at install): skipped", file=sys.stderr)
     ways["subprocess + preexec_fn"] = through_executor(LocalExecutor(None), env)
     rounds: dict[str, list[float]] = {name: [] for name in ways}
     for _ in range(args.rounds):  # the ways take turns, so the machine's drift hits all alike

@@ -46,7 +46,7 @@ def skip_without_library(mode: str) -> None:
 
 def test_the_library_is_built_by_the_setup() -> None:
     if os.environ.get("CI") or find_spawner() is not None:
-        assert find_spawner() is not None, "scripts/bootstrap builds .venv/lib/libspad-spawn.so"
+        assert find_spawner() is not None, "setup.py builds libspawn.so"
 
 
 @pytest.fixture(params=MODES)

@@ -3,8 +3,8 @@
 grandchildren are reaped here too).
 
 Every task gets SIGKILL as its parent-death signal, so it dies with its runner. With the spawn
-library (``spawn.c``, built by scripts/bootstrap) a task starts in one vfork and one exec, as
-fast as ``posix_spawn``, and the runner never imports ``subprocess``; without it,
+library (``spawn.c``, built into the package by setup.py) a task starts in one vfork and one
+exec, as fast as ``posix_spawn``, and the runner never imports ``subprocess``; without it,
 ``subprocess`` sets the signal between a full fork and exec, about three times as slow.
 """
 
@@ -14,7 +14,6 @@ import contextlib
 import ctypes
 import os
 import signal
-import sys
 
 from spad import faults, procs
 from spad.executors.base import Executor, Launch, TaskProcess
@@ -57,8 +56,8 @@ class LocalProcess(TaskProcess):
 #: Every signal whose disposition can be set (glibc keeps its own two out of this set).
 _RESETTABLE = tuple(signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP})
 
-#: Where scripts/bootstrap puts the compiled ``spawn.c``.
-LIBRARY = os.path.join(sys.prefix, "lib", "libspad-spawn.so")
+#: The compiled ``spawn.c``, built beside this module by the package's build (setup.py).
+LIBRARY = os.path.join(os.path.dirname(__file__), "libspawn.so")
 
 
 class Spawner:
@@ -96,7 +95,7 @@ def _strings(items: list[bytes]) -> Any:
 
 
 def find_spawner() -> Spawner | None:
-    """The compiled spawn library, if scripts/bootstrap could build it."""
+    """The compiled spawn library, if the build found a compiler."""
     try:
         return Spawner(LIBRARY)
     except (OSError, AttributeError):

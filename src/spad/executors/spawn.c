@@ -5,8 +5,9 @@
  * that only with preexec_fn, which forces a full fork of the runner (1.7-2.0 ms a task on 2
  * cores), and a helper program that sets it and execs again pays a second exec (0.35-0.45 ms).
  * This is what glibc's posix_spawn does (vfork, then a few system calls in the child), with the
- * prctl added: the cost of a bare posix_spawn. The runner loads it with ctypes; scripts/bootstrap
- * builds it when a C compiler is there, and without it the runner falls back to preexec_fn.
+ * prctl added: the cost of a bare posix_spawn. The runner loads it with ctypes; the package's
+ * build (setup.py) makes it when a C compiler is there, and without it the runner falls back to
+ * preexec_fn.
  *
  * In the child, until exec: every signal goes back to its default, whether the runner handles
  * it or ignores it (Python ignores SIGPIPE and SIGXFSZ; a spad started from the background of a

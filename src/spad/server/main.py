@@ -29,11 +29,25 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+class PrintVersion(argparse.Action):
+    """``--version``: read from the package's metadata only when asked, not at every start."""
+
+    def __init__(self, option_strings: list[str], dest: str, **_: object) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs=0, help="print the version")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        import spad
+
+        print(f"spad {spad.__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spad",
         description="spad: the workflow supervisor server (runs in the foreground).",
     )
+    parser.add_argument("--version", action=PrintVersion)
     parser.add_argument("--home", help="home folder (default: $SPA_HOME or /opt/spa)")
     parser.add_argument(
         "--listen",
