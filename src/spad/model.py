@@ -25,7 +25,12 @@ from spad.names import check_name
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 MAX_TASKS = 10_000
 MAX_PARAMS = 1_000
+MAX_SECONDS = 366 * 86_400
+#: Below a mebibyte no program starts; above 2**50 the limit means nothing.
+MIN_MEMORY, MAX_MEMORY = 2**20, 2**50
+_SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([KMGTkmgt])?\Z")
 _S = TypeVar("_S", bound=Struct)
+Seconds = Annotated[float, Meta(ge=0, le=MAX_SECONDS)]
 
 Id = Annotated[int, Meta(ge=0, le=2**62)]
 Exec = Literal["parallel", "await"]
@@ -65,6 +70,20 @@ def signal_name(value: str) -> str:
     return name
 
 
+def memory_size(value: int | str) -> int:
+    """Bytes, or a text with a binary suffix: ``"512M"``, ``"2G"`` (as systemd's MemoryMax);
+    ValueError for anything else or out of range."""
+    if isinstance(value, str):
+        match = _SIZE.match(value.strip())
+        if match is None:
+            raise ValueError(f"{value!r} is not a size: bytes, or a number with K, M, G or T")
+        number, unit = match.groups()
+        value = int(float(number) * 1024 ** " KMGT".index((unit or " ").upper()))
+    if not MIN_MEMORY <= value <= MAX_MEMORY:
+        raise ValueError(f"must be between 1M ({MIN_MEMORY}) and {MAX_MEMORY} bytes")
+    return value
+
+
 def _refuse_repeats(field: str, names: Iterable[str]) -> None:
     seen: set[str] = set()
     for name in names:
@@ -87,10 +106,19 @@ class TaskSpec(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     stop_timeout: Annotated[float, Meta(ge=0, le=86_400)] = 6.0
     env: Annotated[dict[str, str], Meta(max_length=1_000)] = {}
     cwd: str = "data"
+    timeout: Seconds = 0.0
+    idle_timeout: Seconds = 0.0
+    #: Bytes, or ``"512M"``; None: no limit.
+    memory_max: int | str | None = None
 
     def __post_init__(self) -> None:
         _name("name", self.name)
         _name("function", self.function)
+        if self.memory_max is not None:
+            try:
+                force_setattr(self, "memory_max", memory_size(self.memory_max))
+            except ValueError as exc:
+                raise FieldError("memory_max", str(exc)) from None
         texts = [str(p) if not isinstance(p, str) else p for p in self.params]
         for index, text in enumerate(texts):
             _no_nul(f"params[{index}]", text)
@@ -149,6 +177,9 @@ class TaskRef(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     stop_timeout: float | None = None
     env: dict[str, str] | None = None
     cwd: str | None = None
+    timeout: float | None = None
+    idle_timeout: float | None = None
+    memory_max: int | str | None = None
 
     def __post_init__(self) -> None:
         _name("name", self.name)

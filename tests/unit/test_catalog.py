@@ -50,6 +50,9 @@ def test_create_then_dump_gives_the_seed_back_with_defaults(conn: sqlite3.Connec
         "stop_timeout": 6.0,
         "env": {},
         "cwd": "data",
+        "timeout": 0.0,
+        "idle_timeout": 0.0,
+        "memory_max": None,
     }
     assert dumped["context"]["project"]["id"] == 1
     assert [w["name"] for w in dumped["context"]["project"]["workflows"]] == ["wf1", "wf2"]

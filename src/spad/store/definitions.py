@@ -116,8 +116,8 @@ def insert_task(
     )
     conn.execute(
         "INSERT INTO tasks (workflow_id, ext_id, name, place, exec, function, params, retries,"
-        " retry_delay, stop_signal, stop_timeout, env, cwd)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " retry_delay, stop_signal, stop_timeout, env, cwd, timeout, idle_timeout, memory_max)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             workflow_id,
             ext_id,
@@ -132,6 +132,9 @@ def insert_task(
             fields["stop_timeout"],
             json.dumps(fields["env"], sort_keys=True),
             fields["cwd"],
+            fields["timeout"],
+            fields["idle_timeout"],
+            fields["memory_max"],
         ),
     )
 
@@ -164,6 +167,9 @@ def task_as_dict(row: Row) -> dict[str, Any]:
         "stop_timeout": row["stop_timeout"],
         "env": json.loads(row["env"]),
         "cwd": row["cwd"],
+        "timeout": row["timeout"],
+        "idle_timeout": row["idle_timeout"],
+        "memory_max": row["memory_max"],
     }
 
 

@@ -12,7 +12,8 @@ Row = sqlite3.Row
 UNFINISHED, FINISHED, SUPERSEDED = 0, 1, 2
 
 RUN_TASK_COPY = (
-    "place, name, exec, function, params, retries, retry_delay, stop_signal, stop_timeout, env, cwd"
+    "place, name, exec, function, params, retries, retry_delay, stop_signal, stop_timeout, env,"
+    " cwd, timeout, idle_timeout, memory_max"
 )
 
 

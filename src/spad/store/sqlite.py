@@ -158,6 +158,16 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE run_id = NEW.run_id AND name = NEW.name;
     END;
     """,
+    # 5: time limits and memory of a task; when a running task last said it is alive.
+    """
+    ALTER TABLE tasks ADD COLUMN timeout REAL NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN idle_timeout REAL NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN memory_max INTEGER;
+    ALTER TABLE run_tasks ADD COLUMN timeout REAL NOT NULL DEFAULT 0;
+    ALTER TABLE run_tasks ADD COLUMN idle_timeout REAL NOT NULL DEFAULT 0;
+    ALTER TABLE run_tasks ADD COLUMN memory_max INTEGER;
+    ALTER TABLE run_tasks ADD COLUMN heartbeat_at REAL;
+    """,
 )
 
 
