@@ -449,6 +449,18 @@ def set_status(
     show(ctx, result, f"{task}: {result['status']}")
 
 
+@cli.command()
+@click.option("-p", "--project", envvar="SPA_PROJECT", help="project")
+@click.option("-w", "--workflow", envvar="SPA_WORKFLOW", required=True, help="workflow")
+@click.option("-t", "--task", envvar="SPA_TASK", required=True, help="task")
+@pass_ctx
+def heartbeat(ctx: Context, project: str | None, workflow: str, task: str) -> None:
+    """Tell spad a running task is alive, restarting its idle_timeout (inside a task, -p -w -t
+    default to its own)."""
+    result = ctx.call("heartbeat", project=project, workflow=workflow, task=task)
+    show(ctx, result, f"{task}: alive at {result['at']}")
+
+
 @cli.command(name="list")
 @click.option("-p", "--project", help="only this project")
 @wide_option

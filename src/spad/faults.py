@@ -14,3 +14,6 @@ NO_KILL = os.environ.get("SPAD_TEST_NO_KILL") == "1"
 #: ``SPAD_TEST_NO_FORKSERVER=1``: runners start as fresh interpreters (the fallback path), so
 #: tests and benchmarks can exercise and compare both ways of starting them.
 NO_FORKSERVER = os.environ.get("SPAD_TEST_NO_FORKSERVER") == "1"
+
+#: ``SPAD_TEST_NO_CGROUP=1``: behave as on a machine without a usable memory cgroup.
+NO_CGROUP = os.environ.get("SPAD_TEST_NO_CGROUP") == "1"

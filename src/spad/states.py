@@ -27,6 +27,9 @@ STOPPING = "stopping"
 STOPPED = "stopped"
 #: SIGKILL was sent to its process group after the timeout (or at once, in a hard stop).
 KILLED = "killed"
+#: Stopped by spad because it ran past its ``timeout`` or was silent for its ``idle_timeout``
+#: (a failure, restarted per ``retries``); a workflow that stopped on it ends so too.
+TIMEOUT = "timeout"
 
 _PARAMETRISED = re.compile(r"^(error|terminated|immortal)\((-?\d+)\)$")
 
@@ -54,7 +57,7 @@ def immortal(pid: int) -> str:
 
 
 def is_failure(status: str) -> bool:
-    return status.startswith(("error(", "terminated("))
+    return status == TIMEOUT or status.startswith(("error(", "terminated("))
 
 
 def is_immortal(status: str) -> bool:

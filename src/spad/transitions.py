@@ -68,6 +68,8 @@ _ENDED = frozenset({states.SUCCESS, _ERROR, _TERMINATED})
 _FAILED = frozenset({_ERROR, _TERMINATED})
 _BY_STOP = frozenset({states.STOPPED, states.KILLED})
 _KILLED = frozenset({states.KILLED})
+#: Stopped by spad for its ``timeout`` or ``idle_timeout``, down the same ladder.
+_BY_STOP_OR_TIMEOUT = _BY_STOP | {states.TIMEOUT}
 
 #: ``(kind of the current status, event) -> kinds it may move to``.
 TASK_MOVES: dict[tuple[str, str], frozenset[str]] = {
@@ -81,10 +83,11 @@ TASK_MOVES: dict[tuple[str, str], frozenset[str]] = {
     (states.RUNNING, END): _ENDED,
     (states.WAITING, END): _ENDED,
     # STOPPING -> STOPPED | KILLED
-    (states.STOPPING, END): _BY_STOP,
+    (states.STOPPING, END): _BY_STOP_OR_TIMEOUT,
     # error(N) -> RERUN
     (_ERROR, RETRY): frozenset({states.RERUN}),
     (_TERMINATED, RETRY): frozenset({states.RERUN}),
+    (states.TIMEOUT, RETRY): frozenset({states.RERUN}),
     # RUNNING -> STOPPING
     (states.RUNNING, STOP): frozenset({states.STOPPING}),
     (states.WAITING, STOP): frozenset({states.STOPPING}),
@@ -113,7 +116,7 @@ FINISH = "finish"
 #: The run ended unfinished (its runner was killed, or died): it will be resumed.
 CUT_SHORT = "cut_short"
 
-_RUN_ENDED = frozenset({states.SUCCESS, _ERROR, _TERMINATED, states.STOPPED})
+_RUN_ENDED = frozenset({states.SUCCESS, _ERROR, _TERMINATED, states.TIMEOUT, states.STOPPED})
 
 #: ``(kind of the run's status, event) -> kinds it may move to``.
 RUN_MOVES: dict[tuple[str, str], frozenset[str]] = {

@@ -12,6 +12,7 @@ import os
 import signal
 import sqlite3
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -21,6 +22,10 @@ from spad.executors.base import Executor, Launch, TaskProcess
 from spad.runner.timers import Timer, Timers
 from spad.store import runs
 from spad.transitions import CANCEL, END, GIVE_UP, LAUNCH, RETRY, START_FAILED, STOP
+
+TYPE_CHECKING = False  # typing itself is not imported on the runner's path
+if TYPE_CHECKING:
+    from spad.cgroups import Hierarchy, TaskCgroup
 
 #: How long a process group may take to die after SIGKILL before it is called immortal.
 KILL_WAIT = 3.0
@@ -46,6 +51,9 @@ class Task:
         self.stop_timeout: float = row["stop_timeout"]
         self.env: dict[str, str] = json.loads(row["env"])
         self.cwd: str = row["cwd"]
+        self.timeout: float = row["timeout"]
+        self.idle_timeout: float = row["idle_timeout"]
+        self.memory_max: int | None = row["memory_max"]
         self.status: str = row["status"]
         #: Where it runs, by its registered name (see :mod:`spad.executors`).
         self.executor: str = executors.name_of(row)
@@ -55,6 +63,9 @@ class Task:
         self.log: logfiles.RotatingLog | None = None
         self.stop_sent = False
         self.kill_sent = False
+        self.timed_out = False
+        self.cgroup: TaskCgroup | None = None
+        self.last_output = 0.0  # time.time() of its latest output
         self.timers: list[Timer] = []
 
     def cancel_timers(self) -> None:
@@ -119,6 +130,8 @@ class Engine:
         # Tasks find spa_ctl beside this interpreter, even from a virtualenv not on PATH.
         self._path_prefix = os.path.dirname(sys.executable)
         self._base_env = self._run_env()
+        self._hierarchy: Hierarchy | None = None  # found at the first task with memory_max
+        self._cgroups_left: list[TaskCgroup] = []
 
     # -- the sequence ------------------------------------------------------------------------
 
@@ -135,7 +148,7 @@ class Engine:
 
     def _launch(self, task: Task) -> None:
         task.attempt += 1
-        task.stop_sent = task.kill_sent = False
+        task.stop_sent = task.kill_sent = task.timed_out = False
         path = logfiles.path_for(
             os.path.join(self.home, layout.LOGS),
             self.info.project,
@@ -145,7 +158,7 @@ class Engine:
             task.attempt,
         )
         try:
-            process = self.executors[task.executor].start(self._launch_spec(task, path))
+            process = self._start(task, path)
         except OSError as exc:
             log = logfiles.RotatingLog(path)
             log.write(f"spad: cannot start {task.function}: {exc.strerror or exc}\n".encode())
@@ -172,6 +185,46 @@ class Engine:
             task.log = logfiles.RotatingLog(path)
             fd = process.output
             self._watch_output(fd, lambda: self._read_output(task, fd))
+        self._arm_time_limits(task)
+
+    def _start(self, task: Task, log_path: str) -> TaskProcess:
+        launch = self._launch_spec(task, log_path)
+        executor = self.executors[task.executor]
+        if task.memory_max is None or task.executor != executors.DEFAULT:
+            return executor.start(launch)  # another executor applies memory_max itself
+        hierarchy = self._memory_hierarchy()
+        name = f"{self.info.run_id}.{task.name}.{task.attempt}"
+        task.cgroup = hierarchy.create(name, task.memory_max)
+        with hierarchy.inside(task.cgroup):
+            return executor.start(launch)
+
+    def _memory_hierarchy(self) -> Hierarchy:
+        if self._hierarchy is None:
+            from spad import cgroups  # only a run with a memory limit loads it
+
+            try:
+                self._hierarchy = cgroups.detect()
+            except cgroups.Unavailable as exc:
+                raise PermissionError(1, f"memory_max: {exc}") from exc
+        return self._hierarchy
+
+    def _memory_end(self, task: Task, code: int) -> None:
+        """Say so when the kernel killed the task for its memory limit; drop its cgroup."""
+        group, task.cgroup = task.cgroup, None
+        if group is None:
+            return
+        if code == -signal.SIGKILL and group.oom_kills() > 0:
+            note = (
+                f"spad: memory limit: {self.info.project}/{self.info.workflow}/{task.name}"
+                f" attempt {task.attempt} went past memory_max ({task.memory_max} bytes);"
+                " the kernel killed it\n"
+            )
+            if task.log is not None:
+                task.log.write(note.encode())
+            sys.stderr.write(note)
+        group.remove()
+        if os.path.isdir(group.path):  # its processes are not all gone yet
+            self._cgroups_left.append(group)
 
     def _run_env(self) -> dict[str, str]:
         """What every task of this run gets (built once: copying os.environ is not free)."""
@@ -211,6 +264,7 @@ class Engine:
             if not data:
                 self._close_output(task, fd)
                 return
+            task.last_output = time.time()
             if task.log is not None:
                 task.log.write(data)
 
@@ -241,10 +295,13 @@ class Engine:
     def _ended(self, task: Task, code: int) -> None:
         task.cancel_timers()
         task.process = None
+        self._memory_end(task, code)
         if task.log is not None:
             task.log.close()
             task.log = None
-        if task.stop_sent or task.kill_sent:
+        if task.timed_out:
+            status = states.TIMEOUT
+        elif task.stop_sent or task.kill_sent:
             status = states.KILLED if task.kill_sent else states.STOPPED
         else:
             status = states.from_exit_code(code)
@@ -279,6 +336,37 @@ class Engine:
         if self.stop_mode is None:
             self._launch(task)
         self._check_end()
+
+    # -- time limits -------------------------------------------------------------------------
+
+    def _arm_time_limits(self, task: Task) -> None:
+        if task.timeout > 0:
+            task.timers.append(self.timers.after(task.timeout, lambda: self._time_out(task)))
+        if task.idle_timeout > 0:
+            task.last_output = time.time()
+            task.timers.append(self.timers.after(task.idle_timeout, lambda: self._idle(task)))
+
+    def _idle(self, task: Task) -> None:
+        """At the idle deadline, and only then, look whether the task spoke since (output here,
+        ``heartbeat`` through the server in the store): if so, the deadline moves on."""
+        heartbeat = runs.heartbeat_at(self.conn, self.info.run_id, task.name)
+        last = max(task.last_output, heartbeat)
+        left = last + task.idle_timeout - time.time()
+        if left > 0:
+            task.timers.append(self.timers.after(left, lambda: self._idle(task)))
+        else:
+            self._time_out(task, f"no output and no heartbeat for {task.idle_timeout:g} s")
+
+    def _time_out(self, task: Task, why: str = "") -> None:
+        if task.process is None or task.stop_sent or task.kill_sent:
+            return
+        task.timed_out = True
+        if task.log is not None:
+            task.log.write(
+                f"spad: {why or f'still running after {task.timeout:g} s'}: "
+                "stopping it (timeout)\n".encode()
+            )
+        self._send_stop(task)
 
     # -- stopping ----------------------------------------------------------------------------
 
@@ -375,6 +463,8 @@ class Engine:
         if self.stop_mode is None and (self.pending or self.awaiting is not None):
             return
         self.done = True
+        for group in self._cgroups_left:
+            group.remove()
         for task in self.pending:
             self._move(task, CANCEL, states.NOT_RUN)
         if self.stop_mode in transitions.STOP_REQUESTS and self.finished:

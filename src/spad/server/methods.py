@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+import time
 from typing import Any
 
 from spad import areas, catalog, logfiles, retention, states, transitions
@@ -86,6 +87,11 @@ class StatusParams(TaskParams):
 @PARAMS
 class HistoryParams(WorkflowParams):
     limit: int = checked(integer(1, 10_000), 20)
+
+
+@PARAMS
+class HeartbeatParams(WorkflowParams):
+    task: str = checked(name)
 
 
 @PARAMS
@@ -271,6 +277,20 @@ def set_status(svc: Service, p: SetStatusParams) -> dict[str, Any]:
             "and only a waiting one back to running"
         )
     return {"project": project, "workflow": p.workflow, "task": p.task, "status": p.status}
+
+
+def heartbeat(svc: Service, p: HeartbeatParams) -> dict[str, Any]:
+    """A running task says it is alive: its ``idle_timeout`` starts again."""
+    project = _project_name(svc, p.project)
+    wf = _workflow(svc, project, p.workflow)
+    run = runs.latest(svc.conn, wf["id"])
+    row = runs.task(svc.conn, run["id"], p.task) if run else None
+    if run is None or row is None or run["finished"] or row["status"] not in states.TASK_ACTIVE:
+        raise Conflict(f"{project}/{p.workflow} is not running task {p.task!r}")
+    at = time.time()
+    with transaction(svc.conn):
+        runs.record_heartbeat(svc.conn, run["id"], p.task, at)
+    return {"project": project, "workflow": p.workflow, "task": p.task, "at": runs.iso(at)}
 
 
 def logs(svc: Service, p: LogsParams) -> Any:
@@ -493,6 +513,8 @@ METHODS: dict[str, Method] = {
     "set_status": Method(set_status, SetStatusParams, mutating=True),
     "list": Method(list_, ProjectParams),
     "logs": Method(logs, LogsParams),
+    # Not audited: a liveness ping every few seconds, like a task's output.
+    "heartbeat": Method(heartbeat, HeartbeatParams),
     "file_list": Method(file_list, FileParams),
     "file_delete": Method(file_delete, FileParams, mutating=True),
     "audit": Method(audit_, AuditParams),

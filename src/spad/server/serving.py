@@ -14,6 +14,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from spad import cgroups
 from spad import home as homes
 from spad.areas import DEFAULT_MAX_FILE
 from spad.errors import HomeError
@@ -94,6 +95,11 @@ async def serve(home: homes.Home, options: Options) -> None:
     if context and options.tls_cert:
         # Tasks call back with spa_ctl: let them trust our certificate (self-signed or not).
         supervisor.task_env["SPA_CACERT"] = os.path.abspath(options.tls_cert)
+    unprepared = cgroups.prepare()
+    if unprepared:
+        log.info(
+            "spad cannot enforce memory_max here (%s): runs asking for it are refused", unprepared
+        )
     supervisor.recover()
     if has_sources or alarm_store.pending_signals(conn):
         watcher.ensure_running()

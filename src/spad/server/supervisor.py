@@ -117,6 +117,9 @@ class Supervisor:
                 "(copy it there with 'spa_ctl file put LOCAL bin/ --exec', or chmod +x it)",
                 functions=missing,
             )
+        limited = [t["name"] for t in tasks if t["memory_max"] is not None]
+        if limited:
+            _check_memory_cgroups(where, limited)
         return [t["name"] for t in tasks]
 
     def stop(self, run: sqlite3.Row, force: bool) -> None:
@@ -337,3 +340,16 @@ class Supervisor:
         self._starter.close()
         for handle in self._pending.values():
             handle.cancel()
+
+
+def _check_memory_cgroups(where: str, tasks: list[str]) -> None:
+    """Refuse a run whose memory limits this machine cannot enforce, saying why."""
+    from spad import cgroups
+
+    try:
+        cgroups.detect()
+    except cgroups.Unavailable as exc:
+        raise Invalid(
+            f"cannot run {where}: {', '.join(tasks)} ask(s) for memory_max, but {exc}",
+            tasks=tasks,
+        ) from exc

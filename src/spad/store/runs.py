@@ -108,6 +108,21 @@ def waiting_tasks(conn: sqlite3.Connection, run_id: int) -> set[str]:
     return {row["name"] for row in rows}
 
 
+def record_heartbeat(conn: sqlite3.Connection, run_id: int, name: str, at: float) -> None:
+    """A running task said it is alive at ``at`` (seconds since the epoch)."""
+    conn.execute(
+        "UPDATE run_tasks SET heartbeat_at = ? WHERE run_id = ? AND name = ?", (at, run_id, name)
+    )
+
+
+def heartbeat_at(conn: sqlite3.Connection, run_id: int, name: str) -> float:
+    """When the task last said it is alive (0: never)."""
+    row = conn.execute(
+        "SELECT heartbeat_at FROM run_tasks WHERE run_id = ? AND name = ?", (run_id, name)
+    ).fetchone()
+    return float(row["heartbeat_at"] or 0.0) if row else 0.0
+
+
 def task(conn: sqlite3.Connection, run_id: int, name: str) -> Row | None:
     row: Row | None = conn.execute(
         "SELECT * FROM run_tasks WHERE run_id = ? AND name = ?", (run_id, name)
