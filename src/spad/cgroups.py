@@ -165,23 +165,21 @@ def detect() -> Hierarchy:
     home = os.path.normpath(mount + path)
     if version == 1:
         return _usable(Hierarchy(1, home, home))
-    return _usable(_v2(home))
+    return _usable(v2_hierarchy(home))
 
 
-def _v2(home: str) -> Hierarchy:
-    if os.path.basename(home) == V2_LEAF:  # prepared: tasks go beside the leaf
-        return Hierarchy(2, os.path.dirname(home), home)
-    base = home
-    if "memory" not in _read(os.path.join(base, "cgroup.controllers")).split():
+def v2_hierarchy(home: str) -> Hierarchy:
+    """Tasks go beside the leaf ``spad`` (or, in the root cgroup, below it)."""
+    base = os.path.dirname(home) if os.path.basename(home) == V2_LEAF else home
+    try:
+        enabled = "memory" in _read(os.path.join(base, "cgroup.subtree_control")).split()
+    except OSError as exc:
+        raise Unavailable(f"cannot read the cgroup v2 controls of {base}: {exc.strerror}") from exc
+    if not enabled:
         raise Unavailable(
-            f"cgroup v2 does not offer the memory controller to {base}: give spad a delegated"
-            " cgroup (systemd: Delegate=yes, as in the shipped unit)"
-        )
-    if "memory" not in _read(os.path.join(base, "cgroup.subtree_control")).split():
-        raise Unavailable(
-            f"cgroup v2: the memory controller is not enabled for the children of {base}, and"
-            " spad could not enable it at start (it needs the cgroup delegated to it: systemd"
-            " Delegate=yes, as in the shipped unit)"
+            f"cgroup v2: the memory controller is not enabled for the cgroups under {base} and"
+            " spad could not enable it: run spad with the shipped systemd unit (Delegate=yes,"
+            " DelegateSubgroup=spad) or as root in a cgroup of its own"
         )
     return Hierarchy(2, base, home)
 
@@ -196,32 +194,39 @@ def _usable(hierarchy: Hierarchy) -> Hierarchy:
 
 
 def prepare() -> str | None:
-    """Server start, cgroup v2 only: move spad's processes into the leaf ``spad`` and enable
-    the memory controller for its cgroup's children. Returns why it could not, or None.
-    Only in a systemd service (``INVOCATION_ID``): the cgroup is then spad's alone; started from
-    a shell, its cgroup holds the session's processes, which spad must not move."""
-    if not os.environ.get("INVOCATION_ID"):
-        return None
+    """Server start, cgroup v2 only: spad's processes in the leaf ``spad`` (systemd puts them
+    there with ``DelegateSubgroup=spad``; else spad moves them, but only in a systemd service,
+    ``INVOCATION_ID``: started from a shell, its cgroup holds the session's processes, which are
+    not spad's to move), and the memory controller enabled for the leaf's siblings.
+    Returns why it could not, or None."""
     try:
         version, mount, path = locate(_read("/proc/self/cgroup"), _read("/proc/self/mountinfo"))
         home = os.path.normpath(mount + path)
-        if version != 2 or os.path.basename(home) == V2_LEAF:
+        if version != 2:
             return None
-        controls = os.path.join(home, "cgroup.subtree_control")
+        base = os.path.dirname(home) if os.path.basename(home) == V2_LEAF else home
+        controls = os.path.join(base, "cgroup.subtree_control")
         if "memory" in _read(controls).split():
             return None
-        if "memory" not in _read(os.path.join(home, "cgroup.controllers")).split():
-            return f"cgroup v2 does not offer the memory controller to {home}"
-        leaf = os.path.join(home, V2_LEAF)
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(leaf)
-        for pid in _read(os.path.join(home, "cgroup.procs")).split():
-            with contextlib.suppress(ProcessLookupError):
-                _write(os.path.join(leaf, "cgroup.procs"), pid)
+        if "memory" not in _read(os.path.join(base, "cgroup.controllers")).split():
+            return f"cgroup v2 does not offer the memory controller to {base}"
+        if base == home:
+            if not os.environ.get("INVOCATION_ID"):
+                return f"cgroup v2: {home} is not spad's own (start spad with the shipped unit)"
+            _move_into_leaf(home)
         _write(controls, "+memory")
     except (OSError, Unavailable) as exc:
         return str(exc)
     return None
+
+
+def _move_into_leaf(home: str) -> None:
+    leaf = os.path.join(home, V2_LEAF)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(leaf)
+    for pid in _read(os.path.join(home, "cgroup.procs")).split():
+        with contextlib.suppress(ProcessLookupError):
+            _write(os.path.join(leaf, "cgroup.procs"), pid)
 
 
 def _read(path: str) -> str:

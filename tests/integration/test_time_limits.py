@@ -43,7 +43,9 @@ def test_a_task_deaf_to_its_stop_signal_is_killed_and_still_ends_timeout(server:
 
 def test_a_timed_out_task_is_restarted_per_retries(server: Server) -> None:
     server.script("sleeper", "exec sleep 3600\n")
-    server.define("w", task("t", "sleeper", timeout=0.5, stop_timeout=1, retries=1, retry_delay=0.1))
+    server.define(
+        "w", task("t", "sleeper", timeout=0.5, stop_timeout=1, retries=1, retry_delay=0.1)
+    )
     server.call("run", workflow="w")
     (t,) = server.wait_status("w", "timeout")["tasks"]
     assert (t["status"], t["attempt"]) == ("timeout", 2)

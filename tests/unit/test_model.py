@@ -60,6 +60,11 @@ def test_project_without_context_is_accepted() -> None:
         (lambda p: p["workflows"][0]["tasks"][0].update(env={"SPA_TASK": "x"}), "env"),
         (lambda p: p["workflows"][0]["tasks"][1].update(name="t11"), "workflows[0].tasks"),
         (lambda p: p.update(id="one"), "project.id"),
+        (lambda p: p["workflows"][0]["tasks"][0].update(timeout=-1), "tasks[0].timeout"),
+        (lambda p: p["workflows"][0]["tasks"][0].update(idle_timeout="x"), "idle_timeout"),
+        (lambda p: p["workflows"][0]["tasks"][0].update(memory_max="12X"), "memory_max"),
+        (lambda p: p["workflows"][0]["tasks"][0].update(memory_max=True), "memory_max"),
+        (lambda p: p["workflows"][0]["tasks"][0].update(memory_max=4096), "memory_max"),
     ],
 )
 def test_a_bad_field_is_refused_by_name(mutate: Any, field: str) -> None:
@@ -132,3 +137,19 @@ def test_delete_takes_names_and_tolerates_a_dumps_fields() -> None:
     assert ref.workflows[1].tasks is None
     with pytest.raises(InvalidParams, match="colour"):
         parse_ref({"project": {"name": "pr1", "workflows": [{"name": "w", "colour": 1}]}})
+
+
+@pytest.mark.parametrize(
+    ("given", "size"),
+    [
+        ("512M", 512 << 20),
+        ("2G", 2 << 30),
+        ("1.5g", 3 << 29),
+        ("64 M", 64 << 20),
+        (1 << 20, 1 << 20),
+    ],
+)
+def test_memory_max_takes_bytes_or_a_size(given: Any, size: int) -> None:
+    params = seed()
+    params["context"]["project"]["workflows"][0]["tasks"][0]["memory_max"] = given
+    assert parse_spec(params).workflows[0].tasks[0].memory_max == size

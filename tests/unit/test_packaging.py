@@ -14,5 +14,6 @@ def test_the_unit_restarts_spad_and_spares_runners() -> None:
     service = unit["Service"]
     assert service["Restart"] == "always"
     assert service["KillMode"] == "process"
+    assert service["Delegate"] == "yes"  # memory_max under cgroup v2
     assert service["ExecStart"].startswith("@SPAD@ --home")
     assert unit["Install"]["WantedBy"] == "multi-user.target"

@@ -350,6 +350,6 @@ def _check_memory_cgroups(where: str, tasks: list[str]) -> None:
         cgroups.detect()
     except cgroups.Unavailable as exc:
         raise Invalid(
-            f"cannot run {where}: {', '.join(tasks)} ask(s) for memory_max, but {exc}",
+            f"cannot run {where}: memory_max is set on {', '.join(tasks)}, but {exc}",
             tasks=tasks,
         ) from exc

@@ -1,0 +1,73 @@
+"""``memory_max``: the kernel's memory cgroup ends a task past its limit; the others go on."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Callable
+
+import pytest
+
+from spad import cgroups
+from spad.client import ServerError
+from tests.conftest import Server, task
+
+HOG = """exec python3 -c '
+import sys
+held = []
+while True:  # 1 MiB more each turn, every page written: resident, not just reserved
+    held.append(b"x" * (1 << 20))
+'
+"""
+
+
+def cgroups_or_skip() -> cgroups.Hierarchy:
+    try:
+        return cgroups.detect()
+    except cgroups.Unavailable as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no usable memory cgroup here: {exc}")
+
+
+def test_a_task_past_memory_max_is_killed_and_reported(server: Server) -> None:
+    hierarchy = cgroups_or_skip()
+    server.script("hog", HOG)
+    server.define("calm", task("c", "simple", "3600"))
+    server.define("w", task("t", "hog", memory_max="64M", retries=0))
+    server.call("run", workflow="calm")
+    server.wait_task("calm", "c", "running")
+    run_id = server.call("run", workflow="w")["run_id"]
+    state = server.wait_status("w", "terminated(-9)")
+    assert state["tasks"][0]["status"] == "terminated(-9)"
+    log = server.call("logs", workflow="w", task="t")
+    assert "spad: memory limit" in log and "memory_max (67108864 bytes)" in log
+    assert "memory limit" in (server.home / "logs" / "runners.log").read_text()
+    # The other workflow was not touched.
+    calm = server.task("calm", "c")
+    assert (calm["status"], calm["attempt"]) == ("running", 1)
+    assert not glob.glob(os.path.join(hierarchy.base, f"{cgroups.TASK_PREFIX}*.{run_id}.t.1"))
+    server.call("stop", workflow="calm")
+    server.wait_status("calm", "stopped")
+
+
+def test_a_task_under_its_limit_runs_as_usual(server: Server) -> None:
+    cgroups_or_skip()
+    server.define("w", task("t", "simple", "0", memory_max=64 << 20))
+    server.call("run", workflow="w")
+    assert server.wait_status("w", "success0")["tasks"][0]["status"] == "success0"
+
+
+def test_run_refuses_memory_max_where_no_cgroup_can_be_used(
+    make_server: Callable[..., Server],
+) -> None:
+    server = make_server(SPAD_TEST_NO_CGROUP="1").start()
+    server.define("w", task("t", "simple", "0", memory_max="512M"), task("u", "simple", "0"))
+    with pytest.raises(ServerError) as refused:
+        server.call("run", workflow="w")
+    assert refused.value.code == -32004
+    assert "memory_max is set on t, but memory cgroups are turned off" in refused.value.message
+    assert server.status("w")["status"] == "not run"
+    server.define("plain", task("u", "simple", "0"))
+    server.call("run", workflow="plain")  # a task without a limit runs all the same
+    server.wait_status("plain", "success0")
