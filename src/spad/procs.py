@@ -112,6 +112,19 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def resident_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and its descendants (what a task's processes hold)."""
+    total = 0
+    for member in (pid, *descendants(pid)):
+        fields = _stat_fields(member)
+        if fields is not None and len(fields) > 21:
+            total += int(fields[21]) * _PAGE  # rss, in pages
+    return total
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
 def descendants(pid: int) -> list[int]:
     found: list[int] = []
     stack = children(pid)

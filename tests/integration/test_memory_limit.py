@@ -10,7 +10,7 @@ import pytest
 
 from spad import cgroups
 from spad.client import ServerError
-from tests.conftest import Server, task
+from tests.conftest import Server, task, wait_for
 
 HOG = """exec python3 -c '
 import sys
@@ -19,6 +19,13 @@ while True:  # 1 MiB more each turn, every page written: resident, not just rese
     held.append(b"x" * (1 << 20))
 '
 """
+
+
+def log_of(server: Server, workflow: str, name: str) -> str:
+    try:
+        return str(server.call("logs", workflow=workflow, task=name))
+    except ServerError:  # no output yet
+        return ""
 
 
 def cgroups_or_skip() -> cgroups.Hierarchy:
@@ -71,3 +78,21 @@ def test_run_refuses_memory_max_where_no_cgroup_can_be_used(
     server.define("plain", task("u", "simple", "0"))
     server.call("run", workflow="plain")  # a task without a limit runs all the same
     server.wait_status("plain", "success0")
+
+
+def test_status_shows_each_running_task_s_memory(server: Server) -> None:
+    # 32 MiB written, held in a child of the task: the task's memory counts its descendants.
+    server.script(
+        "holder",
+        'python3 -c \'import time; held = b"x" * (32 << 20); print("held", flush=True);'
+        " time.sleep(3600)'\n",
+    )
+    server.define("w", task("t", "holder"), task("done", "simple", "0", exec="parallel", place=1))
+    server.call("run", workflow="w")
+    wait_for(lambda: "held" in log_of(server, "w", "t"), what="the task to hold 32 MiB")
+    rows = {t["name"]: t for t in server.status("w")["tasks"]}
+    assert rows["t"]["memory"] >= 32 << 20
+    assert rows["done"]["memory"] is None  # ended: no memory to show
+    server.call("stop", workflow="w")
+    server.wait_status("w", "stopped")
+    assert server.status("w")["tasks"][1]["memory"] is None
