@@ -5,8 +5,10 @@
 Each way starts ``/bin/true`` ``--count`` times and waits for it, the ways taking turns:
 a bare ``posix_spawn`` (what the floor pays, no parent-death signal), spad's spawn library
 (vfork, parent-death signal, own group, one exec, through the runner's executor with its
-output pipe), and ``subprocess`` with a ``preexec_fn``
-setting the signal (the fallback without a compiler: a full fork of the caller).
+output pipe), the same inside a memory cgroup of its own (a task with ``memory_max``: make the
+cgroup, write the limit, step in, spawn, step out, remove it), and ``subprocess`` with a
+``preexec_fn`` setting the signal (the fallback without a compiler: a full fork of the caller).
+Each way is also given as a ratio to the bare ``posix_spawn`` of the same run.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from spad import cgroups
 from spad.executors.base import Launch
 from spad.executors.local import LocalExecutor, find_spawner
 
@@ -49,6 +52,20 @@ def through_executor(executor: LocalExecutor, env: dict[str, str]) -> Callable[[
     return once
 
 
+def in_memory_cgroup(
+    executor: LocalExecutor, env: dict[str, str], hierarchy: cgroups.Hierarchy
+) -> Callable[[], None]:
+    plain = through_executor(executor, env)
+
+    def once() -> None:
+        group = hierarchy.create("bench", 64 << 20)
+        with hierarchy.inside(group):
+            plain()
+        group.remove()
+
+    return once
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=300)
@@ -60,6 +77,12 @@ def main() -> int:
     spawner = find_spawner()
     if spawner is not None:
         ways["spad spawn library"] = through_executor(LocalExecutor(spawner), env)
+        try:
+            hierarchy = cgroups.detect()
+            way = in_memory_cgroup(LocalExecutor(spawner), env, hierarchy)
+            ways[f"library + cgroup v{hierarchy.version}"] = way
+        except cgroups.Unavailable as exc:
+            print(f"no memory cgroup ({exc}): skipped", file=sys.stderr)
     else:
         print("the spawn library is not built (no compiler at install): skipped", file=sys.stderr)
     ways["subprocess + preexec_fn"] = through_executor(LocalExecutor(None), env)
@@ -71,8 +94,10 @@ def main() -> int:
                 once()
             rounds[name].append((time.perf_counter() - started) / args.count * 1000)
     print(f"ms per start of {TRUE}, {args.count} starts a round, {args.rounds} rounds")
+    floor = sorted(rounds["posix_spawn (floor)"])[args.rounds // 2]
     for name, times in rounds.items():
-        print(f"{name:28} " + "  ".join(f"{ms:.3f}" for ms in times))
+        ratio = sorted(times)[args.rounds // 2] / floor
+        print(f"{name:28} " + "  ".join(f"{ms:.3f}" for ms in times) + f"   x{ratio:.2f}")
     return 0
 
 
