@@ -60,7 +60,10 @@ class Hierarchy:
         try:
             yield
         finally:
-            _write(os.path.join(self.home, "cgroup.procs"), str(os.getpid()))
+            # A failure here must not turn a started task into a failed start; the runner would
+            # only be counted in the task's memory, and a move back was allowed a moment ago.
+            with contextlib.suppress(OSError):
+                _write(os.path.join(self.home, "cgroup.procs"), str(os.getpid()))
 
 
 class TaskCgroup:

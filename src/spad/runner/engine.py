@@ -353,6 +353,7 @@ class Engine:
         last = max(task.last_output, heartbeat)
         left = last + task.idle_timeout - time.time()
         if left > 0:
+            task.timers = [t for t in task.timers if not t.cancelled]  # a task may beat for years
             task.timers.append(self.timers.after(left, lambda: self._idle(task)))
         else:
             self._time_out(task, f"no output and no heartbeat for {task.idle_timeout:g} s")
