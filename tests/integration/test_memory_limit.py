@@ -90,9 +90,10 @@ def test_status_shows_each_running_task_s_memory(server: Server) -> None:
     server.define("w", task("t", "holder"), task("done", "simple", "0", exec="parallel", place=1))
     server.call("run", workflow="w")
     wait_for(lambda: "held" in log_of(server, "w", "t"), what="the task to hold 32 MiB")
-    rows = {t["name"]: t for t in server.status("w")["tasks"]}
+    rows = {t["name"]: t for t in server.call("status", workflow="w", memory=True)["tasks"]}
     assert rows["t"]["memory"] >= 32 << 20
     assert rows["done"]["memory"] is None  # ended: no memory to show
+    assert server.task("w", "t")["memory"] is None  # not asked: /proc is not read
     server.call("stop", workflow="w")
     server.wait_status("w", "stopped")
-    assert server.status("w")["tasks"][1]["memory"] is None
+    assert server.call("status", workflow="w", memory=True)["tasks"][1]["memory"] is None
