@@ -73,7 +73,7 @@ def test_the_bundle_is_named_by_version_and_holds_every_wheel(bundle: Path) -> N
         names = {Path(name).name for name in archive.getnames()}
     assert {"install", "spad.service", "definition.json"} <= names
     wheels = {name.split("-")[0].lower() for name in names if name.endswith(".whl")}
-    assert {"spad", "h11", "pydantic", "pydantic_core", "click", "rich", "psycopg"} <= wheels
+    assert {"spad", "h11", "msgspec", "click", "rich", "psycopg", "psycopg_binary"} <= wheels
 
 
 def test_the_bundle_installs_offline_and_runs_the_example(site: Server, tmp_path: Path) -> None:
