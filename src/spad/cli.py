@@ -367,7 +367,10 @@ def status(
             return
         tables.workflows_table(result, result["projects"][0]["name"], wide, ctx.utc)
         return
-    result = ctx.call("status", project=project, workflow=name, task=task, run_id=run_id)
+    # Memory is read from /proc for each live task: only for --wide, which shows it.
+    result = ctx.call(
+        "status", project=project, workflow=name, task=task, run_id=run_id, memory=wide
+    )
     if ctx.as_json:
         show(ctx, result)
         return

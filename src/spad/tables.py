@@ -65,6 +65,18 @@ def duration(seconds: float) -> str:
     return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
+def size(value: int | None) -> str:
+    """Bytes as ``12.3M``: a task's resident memory."""
+    if value is None:
+        return "-"
+    amount = float(value)
+    for unit in ("", "K", "M", "G"):
+        if amount < 1024:
+            return f"{amount:.0f}" if unit == "" else f"{amount:.1f}{unit}"
+        amount /= 1024
+    return f"{amount:.1f}T"
+
+
 def since(value: str | None, now: float | None = None) -> str:
     """How long ago ``value`` was."""
     if not value:
@@ -157,6 +169,7 @@ def status_table(result: dict[str, Any], wide: bool = False, utc: bool = False) 
         Column("exec"),
         Column("started"),
         Column("ended"),
+        Column("memory", right=True),
     ]
     rows = [
         [
@@ -173,6 +186,7 @@ def status_table(result: dict[str, Any], wide: bool = False, utc: bool = False) 
             cell(task["exec"]),
             local_time(task["started_at"], utc),
             local_time(task["ended_at"], utc),
+            size(task.get("memory")),
         ]
         for task in result["tasks"]
     ]

@@ -19,7 +19,7 @@ def test_spad_and_spa_ctl_print_the_package_version() -> None:
         env=clean_env(),
         check=True,
     )
-    assert shown.stdout == f"spa_ctl {spad.__version__}\n"
+    assert shown.stdout == f"spa_ctl (spad) {spad.__version__}\n"
 
 
 def test_the_runner_does_not_pay_for_the_version() -> None:

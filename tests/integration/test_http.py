@@ -159,6 +159,7 @@ def test_status_before_any_run_shows_every_task_not_run(server: Server) -> None:
         "restarts",
         "since",
         "next_attempt_at",
+        "memory",
     }
 
 

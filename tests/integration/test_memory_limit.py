@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import glob
 import os
+import subprocess
 from collections.abc import Callable
 
 import pytest
 
 from spad import cgroups
 from spad.client import ServerError
-from tests.conftest import Server, task, wait_for
+from tests.conftest import VENV_BIN, Server, clean_env, task, wait_for
 
 HOG = """exec python3 -c '
 import sys
@@ -94,6 +95,35 @@ def test_status_shows_each_running_task_s_memory(server: Server) -> None:
     assert rows["t"]["memory"] >= 32 << 20
     assert rows["done"]["memory"] is None  # ended: no memory to show
     assert server.task("w", "t")["memory"] is None  # not asked: /proc is not read
+    server.call("stop", workflow="w")
+    server.wait_status("w", "stopped")
+    assert server.call("status", workflow="w", memory=True)["tasks"][1]["memory"] is None
+
+
+def test_status_shows_each_running_task_s_memory_when_asked(server: Server) -> None:
+    # 32 MiB written, held in a child of the task: the task's memory counts its descendants.
+    server.script(
+        "holder",
+        'python3 -c \'import time; held = b"x" * (32 << 20); print("held", flush=True);'
+        " time.sleep(3600)'\n",
+    )
+    server.define("w", task("t", "holder"), task("done", "simple", "0", exec="parallel", place=1))
+    server.call("run", workflow="w")
+    wait_for(lambda: "held" in log_of(server, "w", "t"), what="the task to hold 32 MiB")
+    rows = {t["name"]: t for t in server.call("status", workflow="w", memory=True)["tasks"]}
+    assert rows["t"]["memory"] >= 32 << 20
+    assert rows["done"]["memory"] is None  # ended: no memory to show
+    assert server.task("w", "t")["memory"] is None  # not asked: /proc is not read
+    shown = subprocess.run(
+        [str(VENV_BIN / "spa_ctl"), "status", "w", "--wide"],
+        capture_output=True,
+        text=True,
+        env=clean_env(SPA_URL=server.url, SPA_HOME=str(server.home)),
+        check=True,
+    ).stdout
+    lines = shown.splitlines()
+    assert lines[2].endswith("MEMORY")
+    assert next(line for line in lines if " holder " in line).endswith("M")  # e.g. 35.2M
     server.call("stop", workflow="w")
     server.wait_status("w", "stopped")
     assert server.call("status", workflow="w", memory=True)["tasks"][1]["memory"] is None

@@ -8,7 +8,7 @@ import sqlite3
 import time
 from typing import Any
 
-from spad import areas, catalog, logfiles, retention, states, transitions
+from spad import areas, catalog, logfiles, procs, retention, states, transitions
 from spad.alarms import journal
 from spad.alarms import logic as alarm_logic
 from spad.alarms.levels import SEVERITIES, STATES
@@ -82,6 +82,8 @@ class SetStatusParams(WorkflowParams):
 @PARAMS
 class StatusParams(TaskParams):
     run_id: int | None = checked(optional(integer(1)), None)
+    #: Each live task's resident memory: read from /proc, so only when asked.
+    memory: bool = checked(boolean, False)
 
 
 @PARAMS
@@ -174,7 +176,11 @@ def status(svc: Service, p: StatusParams) -> dict[str, Any] | RawJSON:
     project = _project_name(svc, p.project)
     wf = _workflow(svc, project, p.workflow)
     run = _run(svc, project, wf, p.run_id) if p.run_id else runs.latest(svc.conn, wf["id"])
-    rows = runs.status_rows_json(svc.conn, wf["id"], run, defined_since=p.run_id is None)
+    live = p.memory and run is not None and not run["finished"]
+    memory = _task_memory(svc.conn, run["id"]) if live and run is not None else {}
+    rows = runs.status_rows_json(
+        svc.conn, wf["id"], run, defined_since=p.run_id is None, memory=json.dumps(memory)
+    )
     head = {
         "project": project,
         "workflow": p.workflow,
@@ -190,6 +196,15 @@ def status(svc: Service, p: StatusParams) -> dict[str, Any] | RawJSON:
     if not tasks:
         raise NotFound(f"task {p.task!r} does not exist in {project}/{p.workflow}")
     return {**head, "tasks": tasks}
+
+
+def _task_memory(conn: sqlite3.Connection, run_id: int) -> dict[str, int]:
+    """Resident memory of each live task of a run, by pid (read from /proc, a few files each)."""
+    return {
+        str(pid): procs.resident_bytes(pid)
+        for pid, identity in runs.live_task_pids(conn, run_id)
+        if procs.is_alive(pid, identity)
+    }
 
 
 def run(svc: Service, p: RunParams) -> dict[str, Any]:

@@ -108,6 +108,15 @@ def waiting_tasks(conn: sqlite3.Connection, run_id: int) -> set[str]:
     return {row["name"] for row in rows}
 
 
+def live_task_pids(conn: sqlite3.Connection, run_id: int) -> list[tuple[int, str | None]]:
+    """``(pid, identity)`` of the run's tasks whose attempt has not ended."""
+    rows = conn.execute(
+        "SELECT pid, pid_identity FROM run_tasks WHERE run_id = ? AND pid > 0 AND ended_at IS NULL",
+        (run_id,),
+    ).fetchall()
+    return [(int(row["pid"]), row["pid_identity"]) for row in rows]
+
+
 def record_heartbeat(conn: sqlite3.Connection, run_id: int, name: str, at: float) -> None:
     """A running task said it is alive at ``at`` (seconds since the epoch)."""
     conn.execute(
@@ -261,12 +270,16 @@ _STATUS_FIELDS = (
 
 
 def status_rows_json(
-    conn: sqlite3.Connection, workflow_id: int, run: Row | None, defined_since: bool = True
+    conn: sqlite3.Connection,
+    workflow_id: int,
+    run: Row | None,
+    defined_since: bool = True,
+    memory: str = "{}",
 ) -> str:
     """The rows of ``status`` as one JSON array, built by SQLite (a status of 300 tasks is
     read many times a second): the run's tasks, then (``defined_since``) those defined since,
     as ``not run``. A task that has not changed status since the run began is in it since the
-    run's start."""
+    run's start. ``memory``: a JSON object, live task pid -> resident bytes."""
     run_id = run["id"] if run else None
     run_start = run["started_at"] if run else None
     row = conn.execute(
@@ -274,16 +287,17 @@ def status_rows_json(
         f" SELECT json_object({_STATUS_FIELDS}, 'status', status, 'pid', pid,"
         "  'attempt', attempt, 'exit_code', exit_code, 'started_at', started_at,"
         "  'ended_at', ended_at, 'restarts', max(attempt - 1, 0),"
-        "  'since', coalesce(since, ?), 'next_attempt_at', next_attempt_at) AS item,"
+        "  'since', coalesce(since, ?), 'next_attempt_at', next_attempt_at,"
+        "  'memory', json_extract(?, '$.\"' || pid || '\"')) AS item,"
         "  0 AS part, place FROM run_tasks WHERE run_id = ?"
         " UNION ALL"
         f" SELECT json_object({_STATUS_FIELDS}, 'status', 'not run', 'pid', NULL,"
         "  'attempt', NULL, 'exit_code', NULL, 'started_at', NULL, 'ended_at', NULL,"
-        "  'restarts', 0, 'since', NULL, 'next_attempt_at', NULL),"
+        "  'restarts', 0, 'since', NULL, 'next_attempt_at', NULL, 'memory', NULL),"
         "  1, place FROM tasks WHERE workflow_id = ? AND ?"
         "  AND name NOT IN (SELECT name FROM run_tasks WHERE run_id = ?)"
         " ORDER BY part, place)",
-        (run_start, run_id, workflow_id, int(defined_since), run_id),
+        (run_start, memory, run_id, workflow_id, int(defined_since), run_id),
     ).fetchone()
     return str(row[0])
 
