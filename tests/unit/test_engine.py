@@ -372,3 +372,37 @@ def test_a_dead_runner_s_task_that_never_started_is_not_run(
     Supervisor(Home(tmp_path / "home"), conn, "http://127.0.0.1:1")._sweep(run.run_id)
     assert run.statuses() == {"a": states.KILLED, "b": states.NOT_RUN}
     assert run.task("b")["ended_at"] is None  # it never started, so it never ended either
+
+
+# -- time limits ----------------------------------------------------------------------------
+
+
+def test_a_task_past_its_timeout_is_stopped_with_its_ladder_and_ends_timeout(
+    make_run: MakeRun,
+) -> None:
+    run = make_run(task("a", timeout=5, stop_timeout=2), task("later"))
+    run.script("a", Script(runs=None, ignores=frozenset({TERM}))).start()
+    run.advance(4.9)
+    assert run.task("a")["status"] == states.RUNNING
+    run.advance(0.1)
+    assert run.task("a")["status"] == states.STOPPING
+    run.advance(2)
+    assert run.attempts("a")[0].received == [TERM, KILL]
+    row = run.finish()
+    assert run.statuses() == {"a": states.TIMEOUT, "later": states.NOT_RUN}
+    assert (row["status"], row["finished"]) == (states.TIMEOUT, 1)
+
+
+def test_a_timed_out_task_is_retried_and_a_later_attempt_may_succeed(make_run: MakeRun) -> None:
+    run = make_run(task("a", timeout=5, retries=1, retry_delay=1))
+    run.script("a", FOREVER, Script(runs=1)).start()
+    run.advance(5)
+    assert run.task("a")["status"] == states.RERUN
+    assert run.finish()["status"] == states.SUCCESS
+    assert run.task("a")["attempt"] == 2
+
+
+def test_a_task_that_ends_in_time_is_not_touched_by_its_timeout(make_run: MakeRun) -> None:
+    run = make_run(task("a", timeout=5)).script("a", Script(runs=4.9)).start()
+    assert run.finish()["status"] == states.SUCCESS
+    assert run.attempts("a")[0].received == []
