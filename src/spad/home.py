@@ -26,6 +26,8 @@ RUNNERS_LOG = "runners.log"
 ALARMS_LOG = "alarms.log"
 #: The URL of the server that runs now, for tasks started by an earlier one.
 URL = "url"
+#: A shorter token (an empty file, a cut one) is no secret: spad refuses it.
+MIN_TOKEN = 32
 
 
 class Home:

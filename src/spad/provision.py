@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 from importlib import resources
 
 from spad.errors import HomeError
-from spad.home import Home
+from spad.home import MIN_TOKEN, Home
 
 SAMPLES = ("simple", "error", "wait", "stubborn")
 
@@ -24,6 +25,7 @@ def prepare(home: Home) -> Home:
         probe.unlink()
         _install_samples(home)
         _make_token(home)
+        _keep_private(home)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise HomeError(
@@ -45,17 +47,66 @@ def _install_samples(home: Home) -> None:
         echo.symlink_to(shutil.which("echo") or "/bin/echo")
 
 
+def _keep_private(home: Home) -> None:
+    """The store and the logs hold task environments and output (secrets, often): spad's user
+    only. SQLite gives its -wal and -shm files the database's own mode when it makes them."""
+    home.logs.chmod(0o700)
+    fd = os.open(home.db, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+    for path in (home.db, home.root / "spa.db-wal", home.root / "spa.db-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            path.chmod(0o600)
+
+
 def _make_token(home: Home) -> None:
     if home.token_file.exists():
         home.token_file.chmod(0o600)
         return
-    write_token(home, secrets.token_urlsafe(32))
+    write_token(home, new_token())
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)  # 43 characters
+
+
+def check_token(home: Home) -> None:
+    """HomeError when the token is too short to be a secret (an empty file lets anyone in)."""
+    try:
+        token = home.token()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HomeError(f"cannot read {home.token_file}: {exc}") from None
+    if len(token) < MIN_TOKEN:
+        raise HomeError(
+            f"{home.token_file} holds {len(token)} characters, fewer than {MIN_TOKEN}: "
+            "make a new token with 'spad token --rotate'"
+        )
 
 
 def write_token(home: Home, token: str) -> None:
-    """Write the token atomically, readable by its owner only."""
+    """Write the token so that no crash or power cut leaves it empty or partial: a new file
+    (never one that exists or is a link: ``token.new`` left over is refused, not reused),
+    flushed to disk, renamed over the old one, and the folder flushed so the rename lasts."""
     temporary = home.token_file.with_suffix(".new")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-    os.replace(temporary, home.token_file)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        fd = os.open(temporary, flags, 0o600)
+    except FileExistsError:
+        raise HomeError(
+            f"{temporary} exists (left by an interrupted rotation, or put there): "
+            "check it, remove it, and rotate again"
+        ) from None
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(token + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, home.token_file)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    folder = os.open(home.root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

@@ -31,7 +31,7 @@ KILLED = "killed"
 #: (a failure, restarted per ``retries``); a workflow that stopped on it ends so too.
 TIMEOUT = "timeout"
 
-_PARAMETRISED = re.compile(r"^(error|terminated|immortal)\((-?\d+)\)$")
+_PARAMETRISED = re.compile(r"(error|terminated|immortal)\((-?\d+)\)")
 
 #: A task in one of these has a live process, or is about to.
 TASK_ACTIVE = frozenset({NEW, RUNNING, WAITING, RERUN, STOPPING})
@@ -66,7 +66,7 @@ def is_immortal(status: str) -> bool:
 
 def number(status: str) -> int | None:
     """The number inside a parametrised status, or None."""
-    match = _PARAMETRISED.match(status)
+    match = _PARAMETRISED.fullmatch(status)
     return int(match.group(2)) if match else None
 
 

@@ -10,6 +10,7 @@ applied exactly once, even across crashes.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from typing import Any
@@ -34,7 +35,8 @@ class Signal:
         self.kind = str(row["kind"])
         self.severity = str(row["severity"]).lower()
         self.message = "" if row["message"] is None else str(row["message"])
-        self.value = None if row.get("value") is None else float(row["value"])
+        value = None if row.get("value") is None else float(row["value"])
+        self.value = value if value is None or math.isfinite(value) else None  # NaN is not JSON
         self.project = "" if row.get("project") is None else str(row["project"])
 
 

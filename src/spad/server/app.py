@@ -12,11 +12,13 @@ import os
 import urllib.parse
 
 from spad.areas import DEFAULT_MAX_FILE
-from spad.home import Home
+from spad.home import MIN_TOKEN, Home
 from spad.server import files, rpc
+from spad.server.hosts import HostCheck
 from spad.server.http import BodyTooLarge, Request
 from spad.server.replies import refusal
 from spad.server.service import Service
+from spad.server.signins import FailedSignIns
 from spad.store import audit
 
 log = logging.getLogger("spad.http")
@@ -35,15 +37,25 @@ class TokenCheck:
 
     def accepts(self, header: str) -> bool:
         scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not given:
-            return False
-        return hmac.compare_digest(given.strip().encode(), self._current())
+        # Only ASCII space and tab around the value (HTTP's own whitespace): str.strip() also
+        # takes \xa0, \x85, \x1c..., which turned "Bearer \xa0" into an empty token.
+        value = given.strip(" \t").encode("latin-1")  # the header's bytes, as sent
+        token = self._current()
+        if scheme.lower() != "bearer" or len(token) < MIN_TOKEN:
+            return False  # an empty or cut token file (a failed rotation) lets nobody in
+        return hmac.compare_digest(value, token)
 
     def _current(self) -> bytes:
-        stat = os.stat(self._home.token_file)
+        try:
+            stat = os.stat(self._home.token_file)
+        except OSError:
+            return b""
         stamp = (stat.st_ino, stat.st_mtime_ns)
         if stamp != self._stamp:
-            self._token = self._home.token().encode()
+            try:
+                self._token = self._home.token().encode()
+            except (OSError, UnicodeDecodeError):
+                self._token = b""
             self._stamp = stamp
         return self._token
 
@@ -57,10 +69,17 @@ def _foreign_origin(request: Request) -> bool:
 
 
 class Api:
-    def __init__(self, service: Service, max_file_size: int = DEFAULT_MAX_FILE) -> None:
+    def __init__(
+        self,
+        service: Service,
+        max_file_size: int = DEFAULT_MAX_FILE,
+        hosts: HostCheck | None = None,
+    ) -> None:
         self.service = service
         self.max_file_size = max_file_size
         self.token = TokenCheck(service.home)
+        self.hosts = hosts or HostCheck("127.0.0.1")
+        self.failed_sign_ins = FailedSignIns(service.conn)
 
     async def __call__(self, request: Request) -> None:
         try:
@@ -77,8 +96,19 @@ class Api:
                 )
 
     async def route(self, request: Request) -> None:
-        """Token first (nothing is said to a stranger), then the origin, then the route."""
-        if not self.token.accepts(request.headers.get("authorization", "")):
+        """Host first (a rebound name is refused whatever it carries), then the token
+        (nothing more is said to a stranger), then the origin, then the route."""
+        if not self.hosts.accepts(request.headers.get("host"), request.local_address):
+            await refusal(
+                request,
+                403,
+                -32000,
+                f"refused: Host {request.headers.get('host')!r} is not an address of this "
+                "server (a name for it must be given with spad --allow-host NAME)",
+                "forbidden",
+            )
+        elif not self.token.accepts(request.headers.get("authorization", "")):
+            self.failed_sign_ins.failed(request.peer, f"{request.method} {request.path[:100]}")
             await refusal(
                 request,
                 401,

@@ -24,7 +24,7 @@ from spad.server.service import Service
 from spad.store import audit
 
 CHUNK = 1024 * 1024
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class _TooLarge(Exception):
@@ -35,7 +35,7 @@ async def put(request: Request, service: Service, remote: str, limit: int) -> No
     try:
         place = areas.for_writing(service.home, remote)
         expected = request.headers.get("x-content-sha256", "").lower()
-        if not _SHA256.match(expected):
+        if not _SHA256.fullmatch(expected):
             raise Invalid("send the file's sha256 in the X-Content-SHA256 header (64 hex digits)")
         if (request.content_length or 0) > limit:
             raise _TooLarge

@@ -13,10 +13,14 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import h11
+
+from spad.server.shedlog import ShedLog
 
 if TYPE_CHECKING:
     import ssl  # a server without TLS runs without the module (see spad.server.main)
@@ -24,13 +28,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("spad.http")
 
 READ_SIZE = 64 * 1024
-#: A client must send its request line and headers within this (slow clients do not pile up).
-HEADER_TIMEOUT = 30.0
-#: And each piece of a body within this.
-BODY_TIMEOUT = 60.0
-#: An idle kept-alive connection is closed after this.
-KEEP_ALIVE = 75.0
 MAX_HEADER_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a client may take of the server."""
+
+    #: A client must send its whole request line and headers within this, counted from the
+    #: connection (or, on a kept-alive one, from the request's first byte): a byte now and
+    #: then does not keep a connection.
+    head_timeout: float = 30.0
+    #: Each piece of a body within this.
+    body_timeout: float = 60.0
+    #: An idle kept-alive connection is closed after this.
+    keep_alive: float = 75.0
+    #: Connections at once; at the cap the one the server has waited on longest makes room.
+    max_connections: int = 256
 
 
 class BodyTooLarge(Exception):
@@ -46,6 +60,7 @@ class Request:
         self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers}
         self.scheme = scheme
         self.peer = connection.peer
+        self.local_address = connection.local_address
 
     @property
     def started(self) -> bool:
@@ -60,7 +75,7 @@ class Request:
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body, piece by piece as it arrives."""
         while True:
-            event = await self._connection.next_event(BODY_TIMEOUT)
+            event = await self._connection.next_event(self._connection.limits.body_timeout)
             if isinstance(event, h11.Data):
                 yield bytes(event.data)
             elif isinstance(event, h11.EndOfMessage):
@@ -81,9 +96,12 @@ class Request:
         return b"".join(parts)
 
     async def discard(self, cap: int = 256 * 1024 * 1024) -> None:
-        """Read and drop what is left of the body (up to ``cap``), so that a client still
-        sending it reads the reply instead of a reset connection."""
-        if (self.content_length or 0) > cap:
+        """Read and drop what is left of a body of announced length up to ``cap``, so that a
+        client still sending it reads the reply instead of a reset connection. A body of no
+        announced length (chunked) is not read at all: it could go on without end, and the
+        connection is closed instead."""
+        length = self.content_length
+        if length is None or length > cap:
             return
         with contextlib.suppress(h11.RemoteProtocolError, h11.LocalProtocolError):
             async for _ in self.chunks():
@@ -115,20 +133,62 @@ Handler = Callable[[Request], Awaitable[None]]
 
 
 class _Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, limits: Limits
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        self.limits = limits
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
         peer = writer.get_extra_info("peername")
         self.peer = str(peer[0]) if isinstance(peer, tuple) else "local"
+        local = writer.get_extra_info("sockname")
+        self.local_address = str(local[0]) if isinstance(local, tuple) else ""
+        #: Whether the server is waiting for this client to send (an idle or slow client,
+        #: which may be closed to make room), rather than working or writing for it.
+        self.waiting = False
+        self.last_heard = time.monotonic()
+        self.received = 0
 
     async def next_event(self, timeout: float) -> Any:
         while True:
             event = self.h11.next_event()
             if event is not h11.NEED_DATA:
                 return event
+            await self._receive(timeout)
+
+    async def next_request(self, idle_timeout: float, deadline: float | None) -> Any:
+        """The next request head. Until its first byte the client may be idle for
+        ``idle_timeout``; from then on (or from ``deadline`` when given) the whole head must
+        arrive within the head timeout."""
+        if deadline is None and self.h11.trailing_data[0]:
+            deadline = time.monotonic() + self.limits.head_timeout  # pipelined: begun
+        while True:
+            event = self.h11.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            if deadline is None:
+                await self._receive(idle_timeout)
+                deadline = time.monotonic() + self.limits.head_timeout
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the request head took too long")
+                await self._receive(left)
+
+    async def _receive(self, timeout: float) -> None:
+        self.waiting = True
+        try:
             data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
-            self.h11.receive_data(data)
+        finally:
+            self.waiting = False
+        self.received += len(data)
+        self.last_heard = time.monotonic()
+        self.h11.receive_data(data)
+
+    def close_now(self) -> None:
+        """Drop the connection at once (its descriptor is free for a newcomer)."""
+        self.writer.transport.abort()
 
     async def send(self, event: Any) -> None:
         data = self.h11.send(event)
@@ -138,11 +198,15 @@ class _Connection:
 
 
 class HttpServer:
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, limits: Limits | None = None) -> None:
         self.handler = handler
+        self.limits = limits or Limits()
         self._server: asyncio.Server | None = None
         self._tls = False
         self._connections: set[asyncio.Task[None]] = set()
+        #: The connections that count against the cap (one closed for room leaves at once).
+        self._open: set[_Connection] = set()
+        self._shed = ShedLog(log)
 
     async def start(self, host: str, port: int, tls: ssl.SSLContext | None) -> int:
         """Listen; returns the port bound (``port`` 0 picks a free one)."""
@@ -161,15 +225,36 @@ class HttpServer:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
 
+    def _make_room(self) -> bool:
+        """At the cap, close the connection the server has waited on longest for the least
+        (slow or idle clients); False when every one is busy (then the newcomer goes)."""
+        if len(self._open) < self.limits.max_connections:
+            return True
+        waiting = [c for c in self._open if c.waiting]
+        if not waiting:
+            return False
+        victim = min(waiting, key=lambda c: (c.last_heard, c.received))
+        self._open.discard(victim)
+        victim.close_now()
+        self._shed.count("closed to make room")
+        return True
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = _Connection(reader, writer, self.limits)
+        if not self._make_room():
+            self._shed.count("refused: every connection busy")
+            connection.close_now()
+            return
+        self._open.add(connection)
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
-        connection = _Connection(reader, writer)
         try:
             await self._requests(connection)
-        except (TimeoutError, OSError, asyncio.IncompleteReadError):  # SSLError is an OSError
-            pass  # a client that went away or stalled: nothing to answer
+        except TimeoutError:
+            self._shed.count("closed: too slow")
+        except (OSError, asyncio.IncompleteReadError):  # SSLError is an OSError
+            pass  # a client that went away: nothing to answer
         except h11.RemoteProtocolError as exc:
             await self._bad_request(connection, exc)
         except asyncio.CancelledError:
@@ -177,6 +262,7 @@ class HttpServer:
         except Exception:
             log.exception("a request failed")
         finally:
+            self._open.discard(connection)
             if task is not None:
                 self._connections.discard(task)
             writer.close()
@@ -184,10 +270,11 @@ class HttpServer:
                 await writer.wait_closed()
 
     async def _requests(self, connection: _Connection) -> None:
-        first = True
+        # The first head counts from the connection: connecting is the first byte.
+        deadline: float | None = time.monotonic() + self.limits.head_timeout
         while True:
-            event = await connection.next_event(HEADER_TIMEOUT if first else KEEP_ALIVE)
-            first = False
+            event = await connection.next_request(self.limits.keep_alive, deadline)
+            deadline = None
             if not isinstance(event, h11.Request):
                 return  # closed by the client
             request = Request(connection, event, "https" if self._tls else "http")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
-import secrets
 import socket
 import sys
 from typing import TYPE_CHECKING
@@ -42,6 +41,12 @@ class PrintVersion(argparse.Action):
         parser.exit()
 
 
+def positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spad",
@@ -68,6 +73,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_MAX_FILE,
         help=f"largest file 'spa_ctl file put' may copy in, in bytes (default {DEFAULT_MAX_FILE})",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=positive,
+        default=256,
+        help="connections at once (default 256); at the cap the slowest or idlest is closed",
+    )
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name clients use for this server (its Host header), besides the listen "
+        "address and loopback; repeat for several (a request naming another Host gets 403)",
     )
     commands = parser.add_subparsers(dest="command", metavar="{token}")
     token = commands.add_parser("token", help="print the API token; --rotate makes a new one")
@@ -116,10 +135,11 @@ def token_command(args: argparse.Namespace) -> int:
 
     home = provision.prepare(homes.resolve(args.token_home or args.home))
     if args.rotate:
-        provision.write_token(home, secrets.token_urlsafe(32))
+        provision.write_token(home, provision.new_token())
         conn = open_store(home)
         audit.record(conn, "token_rotate", "local", "ok")
         conn.close()
+    provision.check_token(home)
     print(home.token())
     return 0
 
@@ -143,9 +163,12 @@ def main(argv: list[str] | None = None) -> int:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             max_file_size=args.max_file_size,
+            max_connections=args.max_connections,
+            allow_hosts=tuple(args.allow_host),
         )
         check_exposure(options)
         home = provision.prepare(homes.resolve(args.home))
+        provision.check_token(home)
         asyncio.run(serve(home, options))
     except HomeError as exc:
         print(f"spad: {exc}", file=sys.stderr)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,7 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 MAX_BATCH = 1_000
 MAX_DEPTH = 64
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def handle(
     body: bytes, methods: Mapping[str, Method], context: Any, audit: Audit | None = None
 ) -> bytes | None:
     try:
-        message = json.loads(body)
+        message = json.loads(body, parse_constant=_not_json, parse_float=_finite)
     except (ValueError, RecursionError):
         return _encode(_error(None, PARSE_ERROR, "parse error: the body is not valid JSON"))
     if _depth(message) > MAX_DEPTH:
@@ -81,7 +84,15 @@ def _one(
     problem = _check_envelope(message, request_id)
     if problem:
         return _error(reply_id, INVALID_REQUEST, f"invalid request: {problem}")
-    result = _call(message["method"], message.get("params", {}), methods, context)
+    params = message.get("params", {})
+    if _has_lone_surrogate(params):  # refused before anything can act on it, and audited
+        result: Any = _Failure(
+            INVALID_PARAMS,
+            "invalid params: a string is not valid Unicode (it holds a lone surrogate)",
+            {"kind": "invalid"},
+        )
+    else:
+        result = _call(message["method"], params, methods, context)
     method = methods.get(message["method"])
     if audit is not None and method is not None and method.mutating:
         outcome = f"error {result.code}: {result.message}" if isinstance(result, _Failure) else "ok"
@@ -100,6 +111,8 @@ def _check_envelope(message: dict[str, Any], request_id: Any) -> str | None:
         return '"method" must be a string'
     if request_id is not _MISSING and not _valid_id(request_id):
         return '"id" must be a string, a number or null'
+    if _has_lone_surrogate(message["method"]) or _has_lone_surrogate(request_id):
+        return '"method" and "id" must be valid Unicode'
     if "params" in message and not isinstance(message["params"], dict | list):
         return '"params" must be an object or an array'
     extra = set(message) - {"jsonrpc", "method", "params", "id"}
@@ -139,7 +152,39 @@ def _summary(params: Any) -> str:
 
 
 def _valid_id(value: Any) -> bool:
-    return value is None or (isinstance(value, str | int | float) and not isinstance(value, bool))
+    if isinstance(value, str):
+        return not _has_lone_surrogate(value)
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _not_json(constant: str) -> Any:
+    """``NaN``, ``Infinity`` and ``-Infinity`` are Python's extension, not JSON."""
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400: an Infinity in disguise
+        raise ValueError(f"{text} is beyond a double")
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a string anywhere in ``value`` (keys too) holds a lone surrogate: JSON's
+    ``\\udcff`` escapes decode to one, and it is not Unicode (SQLite, the environment and the
+    reply's UTF-8 would all fail on it, after the change was made)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _error(
@@ -157,8 +202,18 @@ def _encode(reply: Any) -> bytes:
     result = reply.get("result") if isinstance(reply, dict) else None
     if isinstance(result, RawJSON):
         request_id = json.dumps(reply["id"], ensure_ascii=False)
-        return f'{{"jsonrpc": "2.0", "result": {result}, "id": {request_id}}}'.encode()
-    return json.dumps(reply, ensure_ascii=False).encode()
+        text = f'{{"jsonrpc": "2.0", "result": {result}, "id": {request_id}}}'
+    else:
+        try:
+            text = json.dumps(reply, ensure_ascii=False, allow_nan=False)
+        except ValueError:  # NaN is not JSON: say so rather than send what no client parses
+            log.error("a reply held a NaN or an infinity: replaced by an error")
+            text = json.dumps(
+                _error(reply.get("id"), INTERNAL_ERROR, "internal error: a value is not JSON")
+            )
+    # A surrogate that still got in (a file name that is not UTF-8, read by os.listdir)
+    # becomes the JSON escape ``\\udcff``: the reply is always sent, and stays valid JSON.
+    return text.encode("utf-8", "backslashreplace")
 
 
 def _depth(value: Any) -> int:

@@ -7,8 +7,10 @@ Imported by ``spad`` once the command line is read, so that a server without TLS
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import resource
 import signal
 import sqlite3
 from dataclasses import dataclass
@@ -21,7 +23,8 @@ from spad.errors import HomeError
 from spad.retention import Policy
 from spad.server import homelock
 from spad.server.app import Api
-from spad.server.http import HttpServer
+from spad.server.hosts import HostCheck
+from spad.server.http import HttpServer, Limits
 from spad.server.service import Service
 from spad.server.supervisor import Supervisor
 from spad.server.watcher_process import WatcherProcess
@@ -42,6 +45,8 @@ class Options:
     tls_cert: str | None = None
     tls_key: str | None = None
     max_file_size: int = DEFAULT_MAX_FILE
+    max_connections: int = Limits.max_connections
+    allow_hosts: tuple[str, ...] = ()
 
 
 def open_store(home: homes.Home) -> sqlite3.Connection:
@@ -76,7 +81,9 @@ async def serve(home: homes.Home, options: Options) -> None:
     supervisor = Supervisor(home, conn, url="", policy=policy)
     watcher = WatcherProcess(home)
     service = Service(home, conn, supervisor, wake_alarms=watcher.ensure_running, policy=policy)
-    server = HttpServer(Api(service, options.max_file_size))
+    hosts = HostCheck(options.host, options.allow_hosts)
+    limits = Limits(max_connections=descriptors_for(options.max_connections))
+    server = HttpServer(Api(service, options.max_file_size, hosts), limits)
     try:
         bound_port = await server.start(options.host, options.port, context)
     except OSError as exc:
@@ -115,6 +122,34 @@ async def serve(home: homes.Home, options: Options) -> None:
     await server.close()
     conn.close()
     os.close(lock)
+
+
+#: Descriptors the server needs besides its connections: the store, runners' pidfds, logs.
+RESERVED_DESCRIPTORS = 128
+
+
+def descriptors_for(connections: int) -> int:
+    """Raise the open-file limit as far as allowed, so ``connections`` fit below it; return
+    the cap that fits (lowered, with a warning, where the limit is too low). Out of
+    descriptors, accept() fails in a loop and nobody is served."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + RESERVED_DESCRIPTORS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        fitting = max(1, soft - RESERVED_DESCRIPTORS)
+        log.warning(
+            "open-file limit %d leaves room for %d connections, not %d: raise LimitNOFILE "
+            "(ulimit -n) or lower --max-connections",
+            soft,
+            fitting,
+            connections,
+        )
+        return fitting
+    return connections
 
 
 def read_config(home: homes.Home) -> tuple[bool, Policy]:

@@ -14,10 +14,20 @@ def record(
 ) -> None:
     conn.execute(
         "INSERT INTO audit (at, method, client, outcome, detail) VALUES (?, ?, ?, ?, ?)",
-        (now(), method, client, outcome[:MAX_DETAIL], detail[:MAX_DETAIL]),
+        (now(), _storable(method), client, _storable(outcome), _storable(detail)),
     )
+
+
+def _storable(text: str) -> str:
+    """Cut to size, with anything that is not Unicode (a lone surrogate a client sent) shown
+    as its escape: SQLite would refuse the row, and a refused call must still be recorded."""
+    return text[:MAX_DETAIL].encode("utf-8", "backslashreplace").decode()
 
 
 def latest(conn: sqlite3.Connection, limit: int) -> list[sqlite3.Row]:
     rows = conn.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
     return rows[::-1]
+
+
+def update_outcome(conn: sqlite3.Connection, row_id: int, outcome: str) -> None:
+    conn.execute("UPDATE audit SET outcome = ? WHERE id = ?", (_storable(outcome), row_id))
