@@ -8,11 +8,18 @@ Standard library only, and plain ``os.path`` (pathlib would cost every runner 2 
 
 from __future__ import annotations
 
+import json
 import os
 
 MAX_BYTES = 10 * 1024 * 1024
 KEEP = 3
-READ_CHUNK = 1024 * 1024
+#: The most one read returns, counted as the reply carries it (JSON text, UTF-8): a log of
+#: control characters or invalid bytes grows up to six times when escaped. More is paged
+#: with ``offset``; a request for more than a reply holds cannot take the server's memory.
+MAX_REPLY = 1024 * 1024
+BACK_STEP = 64 * 1024
+#: Room left in a reply for its envelope and a line saying what was left out.
+ENVELOPE = 1024
 
 
 def path_for(
@@ -80,29 +87,43 @@ def size(path: str | os.PathLike[str]) -> int:
         return 0
 
 
-def read_tail(path: str | os.PathLike[str], lines: int | None) -> str:
-    """The whole current file, or its last ``lines`` lines."""
+def read_tail(path: str | os.PathLike[str], lines: int | None, budget: int = MAX_REPLY) -> str:
+    """The whole current file, or its last ``lines`` lines; within ``budget``: the end of the
+    file, after a line that says what was left out and how to page through it."""
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed below, after an early return
     except FileNotFoundError:
         return ""
+    room = budget - ENVELOPE
     with handle:
-        if lines is None:
-            return handle.read().decode(errors="replace")
         end = handle.seek(0, os.SEEK_END)
-        position, data = end, b""
-        while position > 0 and data.count(b"\n") <= lines:
-            step = min(64 * 1024, position)
+        position, raw = end, b""
+        while position > 0 and len(raw) < room and (lines is None or raw.count(b"\n") <= lines):
+            step = min(BACK_STEP, position, room - len(raw))
             position -= step
             handle.seek(position)
-            data = handle.read(step) + data
-    kept = data.splitlines(keepends=True)[-lines:] if lines else []
-    return b"".join(kept).decode(errors="replace")
+            raw = handle.read(step) + raw
+    data = raw
+    if lines is not None:
+        data = b"".join(raw.splitlines(keepends=True)[-lines:] if lines else [])
+    kept = _fit(data, room, from_end=True)
+    cut_short = position > 0 and len(raw) >= room and (lines is None or raw.count(b"\n") <= lines)
+    text = kept.decode(errors="replace")
+    if len(kept) < len(data) or cut_short:
+        text = (
+            f"[spad: {end - len(kept)} earlier bytes of this {end}-byte log are left out "
+            f"(a reply holds at most {budget} bytes): read them with offset=0, "
+            "which pages through the whole log]\n" + text
+        )
+    return text
 
 
-def read_from(path: str | os.PathLike[str], offset: int, whole: bool = False) -> tuple[str, int]:
+def read_from(
+    path: str | os.PathLike[str], offset: int, whole: bool = False, budget: int = MAX_REPLY
+) -> tuple[str, int]:
     """Text from byte ``offset`` up to the last whole line (everything when ``whole``: the
-    writer has ended), and the offset after it, for ``logs -f``.
+    writer has ended), and the offset after it, where the next read goes on (``logs -f``).
+    At most ``budget``: the offset says where it stopped.
 
     A file that rotated since (now shorter than ``offset``) is read from its start.
     """
@@ -115,10 +136,23 @@ def read_from(path: str | os.PathLike[str], offset: int, whole: bool = False) ->
         if end < offset:
             offset = 0
         handle.seek(offset)
-        data = handle.read(READ_CHUNK)
-    cut = len(data) if whole else data.rfind(b"\n") + 1
-    if cut == 0 and len(data) < READ_CHUNK:
+        data = handle.read(budget)
+    fitted = _fit(data, budget - ENVELOPE, from_end=False)
+    whole_fits = len(fitted) == len(data)
+    cut = len(data) if whole and whole_fits else fitted.rfind(b"\n") + 1
+    if cut == 0 and whole_fits and len(data) < budget:
         return "", offset  # a partial line: wait for the rest
     if cut == 0:
-        cut = len(data)
+        cut = len(fitted)  # a line longer than a reply: cut inside it
     return data[:cut].decode(errors="replace"), offset + cut
+
+
+def _fit(data: bytes, budget: int, from_end: bool) -> bytes:
+    """The longest start (or end) of ``data`` whose text fits ``budget`` bytes in a reply."""
+    while data:
+        size = len(json.dumps(data.decode(errors="replace"), ensure_ascii=False).encode())
+        if size <= budget:
+            return data
+        keep = max(0, min(len(data) - 1, len(data) * budget // size - 16))
+        data = data[len(data) - keep :] if from_end else data[:keep]
+    return data

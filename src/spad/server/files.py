@@ -14,7 +14,8 @@ import contextlib
 import hashlib
 import os
 import re
-import tempfile
+import secrets
+import stat
 
 from spad import areas
 from spad.errors import Invalid, SpadError
@@ -40,10 +41,12 @@ async def put(request: Request, service: Service, remote: str, limit: int) -> No
         if (request.content_length or 0) > limit:
             raise _TooLarge
         executable = request.headers.get("x-executable", "").lower() in ("1", "true", "yes")
-        size = await _receive(request, place.path, expected, executable, limit)
-    except SpadError as exc:
-        audit.record(service.conn, "file_put", request.peer, f"refused: {exc.message}", remote)
-        await refuse(request, exc)
+        with areas.folder(place, create=True) as parent:
+            size = await _receive(request, parent, place, expected, executable, limit)
+    except (SpadError, OSError) as exc:
+        error = exc if isinstance(exc, SpadError) else areas.as_error(exc, remote)
+        audit.record(service.conn, "file_put", request.peer, f"refused: {error.message}", remote)
+        await refuse(request, error, 507 if areas.no_space(exc) else None)
         await request.discard()
         return
     except _TooLarge:
@@ -64,11 +67,16 @@ async def put(request: Request, service: Service, remote: str, limit: int) -> No
 
 
 async def _receive(
-    request: Request, target: os.PathLike[str], expected: str, executable: bool, limit: int
+    request: Request, parent: int, place: areas.Place, expected: str, executable: bool, limit: int
 ) -> int:
-    folder = os.path.dirname(target)
-    os.makedirs(folder, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=folder, prefix=".", suffix=".spad-upload")
+    """Into a new file beside the target, in the folder ``parent`` holds open (a link swapped
+    in on the path cannot move it), then renamed over the target."""
+    existing = areas.entry_stat(parent, place.name)
+    if existing is not None and stat.S_ISDIR(existing.st_mode):
+        raise Invalid(f"{place.remote} is a folder: give a file name inside it")
+    temporary = f".{secrets.token_hex(8)}.spad-upload"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(temporary, flags, 0o600, dir_fd=parent)
     try:
         digest, size = hashlib.sha256(), 0
         async for chunk in request.chunks():
@@ -88,22 +96,21 @@ async def _receive(
         os.fsync(fd)
         os.close(fd)
         fd = -1
-        os.replace(temporary, target)
+        os.rename(temporary, place.name, src_dir_fd=parent, dst_dir_fd=parent)
     finally:
         if fd >= 0:
             os.close(fd)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+            os.unlink(temporary, dir_fd=parent)
     return size
 
 
 async def get(request: Request, service: Service, remote: str) -> None:
     try:
-        place = areas.for_reading(service.home, remote)
+        fd = areas.open_for_reading(service.home, remote)
     except SpadError as exc:
         await refuse(request, exc)
         return
-    fd = os.open(place.path, os.O_RDONLY | os.O_NONBLOCK)  # never wait on what is not a file
     try:
         size = os.fstat(fd).st_size
         digest = await asyncio.to_thread(_sha256_of, fd, size)

@@ -437,14 +437,17 @@ class AuditParams:
 
 
 def file_list(svc: Service, p: FileParams) -> dict[str, Any]:
-    return {"entries": areas.listing(svc.home, p.path)}
+    try:
+        return {"entries": areas.listing(svc.home, p.path)}
+    except OSError as exc:
+        raise areas.as_error(exc, p.path) from None
 
 
 def file_delete(svc: Service, p: FileParams) -> dict[str, Any]:
-    place = areas.for_writing(svc.home, p.path)
-    if not place.path.exists() and not place.path.is_symlink():
-        raise NotFound(f"{place.remote} does not exist")
-    place.path.unlink()
+    try:
+        place = areas.delete(svc.home, p.path)
+    except OSError as exc:
+        raise areas.as_error(exc, p.path) from None
     return {"path": place.remote, "deleted": True}
 
 

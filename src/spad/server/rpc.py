@@ -26,6 +26,13 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 MAX_BATCH = 1_000
 MAX_DEPTH = 64
+#: The replies of one batch together, encoded.
+MAX_BATCH_REPLY = 16 * 1024 * 1024
+BATCH_TOO_LARGE = -32004  # the "invalid" kind: the request asks for more than a reply holds
+_OVER_BUDGET = (
+    f"not done: the replies of this batch reached {MAX_BATCH_REPLY // (1024 * 1024)} MiB; "
+    "send fewer calls in one batch (or page logs with offset)"
+)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -68,10 +75,39 @@ def handle(
             return _encode(
                 _error(None, INVALID_REQUEST, f"a batch holds at most {MAX_BATCH} requests")
             )
-        replies = [r for m in message if (r := _one(m, methods, context, audit)) is not None]
-        return _encode(replies) if replies else None
+        return _batch(message, methods, context, audit)
     reply = _one(message, methods, context, audit)
     return _encode(reply) if reply is not None else None
+
+
+def _batch(
+    messages: list[Any], methods: Mapping[str, Method], context: Any, audit: Audit | None
+) -> bytes | None:
+    """The replies of a batch, encoded one by one as they come, within
+    :data:`MAX_BATCH_REPLY`: a reply that would cross it is replaced by an error, and the
+    calls after it are not made (each gets that error), so a small request cannot make the
+    server hold gigabytes."""
+    parts: list[bytes] = []
+    size, spent = 0, False
+    for message in messages:
+        reply = None if spent else _one(message, methods, context, audit)
+        if spent or reply is not None:
+            encoded = b"" if reply is None else _encode(reply)
+            if spent or size + len(encoded) > MAX_BATCH_REPLY:
+                spent = True
+                if _id_of(message) is _MISSING:
+                    continue  # a notification: no reply, even for an error
+                encoded = _encode(
+                    _error(_id_of(message), BATCH_TOO_LARGE, _OVER_BUDGET, {"kind": "invalid"})
+                )
+            size += len(encoded) + 2
+            parts.append(encoded)
+    return b"[" + b", ".join(parts) + b"]" if parts else None
+
+
+def _id_of(message: Any) -> Any:
+    request_id = message.get("id", _MISSING) if isinstance(message, dict) else None
+    return request_id if request_id is _MISSING or _valid_id(request_id) else None
 
 
 def _one(
