@@ -111,7 +111,7 @@ def _refusal(fd: int, part: str, exc: OSError, shown: str) -> Exception:
     info = entry_stat(fd, part)
     if exc.errno == errno.ELOOP or (info is not None and stat.S_ISLNK(info.st_mode)):
         return Forbidden(
-            f"{shown} is a symbolic link, which could lead outside {shown.split('/')[0]}/: "
+            f"{shown} is a symbolic link, which could lead outside {shown.partition('/')[0]}/: "
             "refused (a path is never followed through a link)"
         )
     if exc.errno == errno.ENOTDIR:

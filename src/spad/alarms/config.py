@@ -6,6 +6,7 @@
 poll_interval = 0.5          # seconds between reads of each source
 holdoff = 60                 # seconds: a cleared alarm that fires again within it is reopened
 on_open = "notify"           # optional: bin/notify gets each new alarm as JSON on stdin
+hook_timeout = 30            # seconds the hook may run; then it is killed (and logged)
 
 [[alarms.sources]]
 name = "analyses"
@@ -72,6 +73,8 @@ class AlarmsConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     poll_interval: Annotated[float, Meta(gt=0, le=3600)] = 0.5
     holdoff: Annotated[float, Meta(ge=0, le=86_400)] = 60
     on_open: str | None = None
+    #: Seconds the hook may run; then it is killed (and the kill logged).
+    hook_timeout: Annotated[float, Meta(gt=0, le=3600)] = 30
     sources: list[SourceConfig] = []
 
     def __post_init__(self) -> None:

@@ -24,6 +24,22 @@ from spad.store.sqlite import transaction
 Event = dict[str, Any]
 
 
+#: A message is cut to this many bytes (UTF-8): sources are outside spad's control, and every
+#: alarm's message goes to the journal, the hook and each listing.
+MAX_MESSAGE = 8 * 1024
+CUT_MARK = " [cut: {} bytes in all]"
+
+
+def cut(message: str) -> str:
+    """``message``, or its start within :data:`MAX_MESSAGE` bytes, marked as cut."""
+    data = message.encode("utf-8", "backslashreplace")
+    if len(data) <= MAX_MESSAGE:
+        return data.decode()
+    mark = CUT_MARK.format(len(data))
+    room = MAX_MESSAGE - len(mark.encode())
+    return data[:room].decode("utf-8", "ignore") + mark
+
+
 class Signal:
     """One row of a source."""
 
@@ -34,7 +50,7 @@ class Signal:
         self.source = str(row["source"])
         self.kind = str(row["kind"])
         self.severity = str(row["severity"]).lower()
-        self.message = "" if row["message"] is None else str(row["message"])
+        self.message = cut("" if row["message"] is None else str(row["message"]))
         value = None if row.get("value") is None else float(row["value"])
         self.value = value if value is None or math.isfinite(value) else None  # NaN is not JSON
         self.project = "" if row.get("project") is None else str(row["project"])

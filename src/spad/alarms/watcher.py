@@ -8,12 +8,15 @@ Between reads it waits ``poll_interval``, or less when a PostgreSQL source annou
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import select
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +29,6 @@ from spad.store import runs
 from spad.store.sqlite import connect, transaction
 
 log = logging.getLogger("spad.alarms")
-HOOK_TIMEOUT = 30.0
 MAX_BACKOFF = 10.0
 
 
@@ -116,29 +118,38 @@ class Watcher:
             log.warning("on_open hook bin/%s is not an executable: skipped", self.config.on_open)
             return
         try:
-            process = subprocess.Popen(
-                [str(hook)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                cwd=self.home.data,
-                start_new_session=True,
-                env=dict(os.environ, SPA_HOME=str(self.home.root)),
-            )
-            assert process.stdin is not None
-            process.stdin.write(json.dumps(event).encode())
-            process.stdin.close()
+            # The alarm goes in a file the hook reads as its stdin, not down a pipe: a pipe
+            # holds 64 KiB, and writing more to a hook that reads late would stall the watcher.
+            with tempfile.TemporaryFile() as stdin:
+                stdin.write(json.dumps(event).encode())
+                stdin.seek(0)
+                process = subprocess.Popen(
+                    [str(hook)],
+                    stdin=stdin,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    cwd=self.home.data,
+                    start_new_session=True,
+                    env=dict(os.environ, SPA_HOME=str(self.home.root)),
+                )
         except OSError as exc:
             log.warning("on_open hook failed to start: %s", exc)
             return
-        self._hooks.append((process, time.monotonic() + HOOK_TIMEOUT))
+        self._hooks.append((process, time.monotonic() + self.config.hook_timeout))
 
     def _reap_hooks(self) -> None:
         alive = []
         for process, deadline in self._hooks:
             if process.poll() is None:
                 if time.monotonic() > deadline:
-                    process.kill()
+                    log.warning(
+                        "on_open hook bin/%s (pid %d) still ran after %gs: killed",
+                        self.config.on_open,
+                        process.pid,
+                        self.config.hook_timeout,
+                    )
+                    with contextlib.suppress(ProcessLookupError):  # it may end meanwhile
+                        os.killpg(process.pid, signal.SIGKILL)  # its own session: all of it
                 alive.append((process, deadline))
         self._hooks = alive
 
