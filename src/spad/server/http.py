@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 
+from spad.server.listener import Listener
 from spad.server.shedlog import ShedLog
 
 if TYPE_CHECKING:
@@ -201,34 +203,31 @@ class HttpServer:
     def __init__(self, handler: Handler, limits: Limits | None = None) -> None:
         self.handler = handler
         self.limits = limits or Limits()
-        self._server: asyncio.Server | None = None
-        self._tls = False
+        self._tls: ssl.SSLContext | None = None
         self._connections: set[asyncio.Task[None]] = set()
-        #: The connections that count against the cap (one closed for room leaves at once).
+        #: The connections that count against the cap (one closed for room leaves at once),
+        #: and those accepted whose first turn (or TLS handshake) has not come yet.
         self._open: set[_Connection] = set()
+        self._starting = 0
         self._shed = ShedLog(log)
+        self._listener = Listener(self._make_room, self._adopt, self._shed)
 
     async def start(self, host: str, port: int, tls: ssl.SSLContext | None) -> int:
         """Listen; returns the port bound (``port`` 0 picks a free one)."""
-        self._tls = tls is not None
-        self._server = await asyncio.start_server(
-            self._serve, host, port, ssl=tls, reuse_address=True, limit=READ_SIZE
-        )
-        return int(self._server.sockets[0].getsockname()[1])
+        self._tls = tls
+        return await self._listener.open(host, port)
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._connections):
+        self._listener.close()
+        tasks = list(self._connections)
+        for task in tasks:
             task.cancel()
-        if self._server is not None:
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def _make_room(self) -> bool:
-        """At the cap, close the connection the server has waited on longest for the least
-        (slow or idle clients); False when every one is busy (then the newcomer goes)."""
-        if len(self._open) < self.limits.max_connections:
+        """Room for one more: at the cap, close the connection the server has waited on
+        longest for the least (slow or idle clients); False when every one is busy."""
+        if len(self._open) + self._starting < self.limits.max_connections:
             return True
         waiting = [c for c in self._open if c.waiting]
         if not waiting:
@@ -239,16 +238,33 @@ class HttpServer:
         self._shed.count("closed to make room")
         return True
 
+    def _adopt(self, sock: socket.socket) -> None:
+        self._starting += 1
+        task = asyncio.get_running_loop().create_task(self._start_connection(sock))
+        self._connections.add(task)
+        task.add_done_callback(self._connections.discard)
+
+    async def _start_connection(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        try:
+            transport, _ = await loop.connect_accepted_socket(
+                lambda: protocol,
+                sock,
+                ssl=self._tls,
+                ssl_handshake_timeout=self.limits.head_timeout if self._tls else None,
+            )
+        except (OSError, TimeoutError, asyncio.CancelledError):  # SSLError is an OSError
+            sock.close()
+            self._starting -= 1
+            return
+        self._starting -= 1
+        await self._serve(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = _Connection(reader, writer, self.limits)
-        if not self._make_room():
-            self._shed.count("refused: every connection busy")
-            connection.close_now()
-            return
         self._open.add(connection)
-        task = asyncio.current_task()
-        if task is not None:
-            self._connections.add(task)
         try:
             await self._requests(connection)
         except TimeoutError:
@@ -263,8 +279,6 @@ class HttpServer:
             log.exception("a request failed")
         finally:
             self._open.discard(connection)
-            if task is not None:
-                self._connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
