@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import resource
 import socket
 import subprocess
 import threading
@@ -127,18 +126,15 @@ def test_at_the_cap_the_idlest_connection_makes_room(server: Server) -> None:
 def start_with_descriptors(home: Path, nofile: int, *extra: str) -> Server:
     """spad under an open-file limit of ``nofile`` (soft and hard), as a small LimitNOFILE."""
 
-    def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
-
     spad = Server(home)
     spad.stderr_path = home.parent / "spad.log"
+    command = [str(VENV_BIN / "spad"), "--home", str(home), "--listen", "127.0.0.1:0", *extra]
     with spad.stderr_path.open("wb") as err:
         spad.process = subprocess.Popen(
-            [str(VENV_BIN / "spad"), "--home", str(home), "--listen", "127.0.0.1:0", *extra],
+            ["prlimit", f"--nofile={nofile}:{nofile}", "--", *command],
             stdout=err,
             stderr=subprocess.STDOUT,
             env=clean_env(),
-            preexec_fn=limit,
         )
     spad.url = wait_for(spad._announced_url, what="the server to listen")
     return spad
