@@ -109,7 +109,11 @@ def _open_folder(fd: int, part: str, create: bool) -> int:
 def _refusal(fd: int, part: str, exc: OSError, shown: str) -> Exception:
     """What to say when ``part`` could not be opened as a folder."""
     info = entry_stat(fd, part)
-    if exc.errno == errno.ELOOP or (info is not None and stat.S_ISLNK(info.st_mode)):
+    # O_NOFOLLOW meets a link as ELOOP, or as ENOTDIR with O_DIRECTORY; a folder seen now
+    # was a link a moment ago (swapped back): only a file in the way is the client's slip.
+    if exc.errno == errno.ELOOP or (
+        exc.errno == errno.ENOTDIR and (info is None or not stat.S_ISREG(info.st_mode))
+    ):
         return Forbidden(
             f"{shown} is a symbolic link, which could lead outside {shown.partition('/')[0]}/: "
             "refused (a path is never followed through a link)"
