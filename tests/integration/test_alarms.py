@@ -319,3 +319,36 @@ def test_the_watcher_starts_with_the_first_signal_only(server: Server) -> None:
     server.call("signal_raise", source="s", kind="k", severity="info")
     wait_for(lambda: alarms(server), what="the alarm")
     assert len(watchers(server.home)) == 1
+
+
+def test_a_hook_that_reads_late_never_stalls_the_watcher(
+    make_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    """A 120 KB message to a hook that sleeps before reading its stdin stalled every alarm
+    for 46 s; now the next alarm comes at once, the message is cut at 8 KiB, and the hook is
+    killed at its timeout, which the watcher's log says."""
+    database = tmp_path / "analyses.db"
+    with sqlite3.connect(database) as conn:
+        conn.execute("CREATE TABLE found (id INTEGER PRIMARY KEY, source, kind, severity, message)")
+        conn.execute("INSERT INTO found VALUES (1, 'lab', 'big', 'critical', ?)", ("m" * 120_000,))
+    spad = make_server()
+    configure(
+        spad.home,
+        '[alarms]\non_open = "late"\nhook_timeout = 2\npoll_interval = 0.2\n'
+        f'[[alarms.sources]]\nname = "lab"\ndsn = "sqlite:///{database}"\ntable = "found"\n',
+    )
+    (spad.home / "bin").mkdir()
+    spad.script("late", 'echo $$ > "$SPA_HOME/data/late.pid"\nsleep 60\ncat > /dev/null\n')
+    spad.start()
+    (big,) = wait_for(lambda: alarms(spad), what="the first alarm")
+    assert len(big["message"].encode()) <= 8 * 1024
+    assert big["message"].endswith("[cut: 120000 bytes in all]")
+    with sqlite3.connect(database) as conn:
+        conn.execute("INSERT INTO found VALUES (2, 'lab', 'next', 'critical', 'x')")
+    started = time.monotonic()
+    wait_for(lambda: len(alarms(spad)) == 2, timeout=10, what="the next alarm")
+    assert time.monotonic() - started < 5
+    log = spad.home / "logs" / "alarms-watcher.log"
+    wait_for(lambda: "killed" in log.read_text(), timeout=15, what="the hook killed and logged")
+    hook_pid = int((spad.home / "data" / "late.pid").read_text())
+    wait_for(lambda: not Path(f"/proc/{hook_pid}").exists(), timeout=10, what="the hook gone")

@@ -125,3 +125,13 @@ def test_people_acknowledge_and_clear(conn: sqlite3.Connection) -> None:
         logic.clear(conn, 1, "a person")
     with pytest.raises(NotFound):
         logic.acknowledge(conn, 99, "a person")
+
+
+def test_a_long_message_is_cut_at_8_kib_and_marked() -> None:
+    from spad.alarms.logic import MAX_MESSAGE, cut
+
+    assert cut("short") == "short"
+    long = "é" * 10_000  # two bytes each: the cut must not split one
+    message = cut(long)
+    assert len(message.encode()) <= MAX_MESSAGE
+    assert message.endswith("[cut: 20000 bytes in all]") and "\ufffd" not in message

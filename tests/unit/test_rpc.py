@@ -180,3 +180,37 @@ def test_invalid_params_names_the_field_and_application_errors_carry_a_kind() ->
 
 def test_an_error_in_a_notification_is_not_sent() -> None:
     assert rpc('{"jsonrpc": "2.0", "method": "crash"}') is None
+
+
+def test_a_lone_surrogate_in_params_is_invalid_and_audited() -> None:
+    called: list[object] = []
+    audited: list[tuple[str, str, str]] = []
+    methods = {"act": Method(lambda ctx, params: called.append(params), mutating=True)}
+    body = b'{"jsonrpc": "2.0", "method": "act", "params": {"k\\udcff": 1}, "id": 1}'
+    reply = json.loads(handle(body, methods, None, lambda *row: audited.append(row)) or b"")
+    assert reply["error"]["code"] == -32602 and not called
+    assert audited and audited[0][1].startswith("error -32602")
+
+
+def test_a_surrogate_in_a_result_is_sent_escaped() -> None:
+    methods = {"name": Method(lambda ctx, params: "odd\udcff")}
+    reply = handle(b'{"jsonrpc": "2.0", "method": "name", "id": 1}', methods, None)
+    assert reply is not None and json.loads(reply)["result"] == "odd\udcff"
+
+
+def test_a_batch_stops_at_its_reply_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    from spad.server import rpc
+
+    monkeypatch.setattr(rpc, "MAX_BATCH_REPLY", 1100)  # three replies of 300 fit
+    ran: list[int] = []
+
+    def big(ctx: object, params: dict[str, int]) -> str:
+        ran.append(params["n"])
+        return "x" * 300
+
+    methods = {"big": rpc.Method(big)}
+    batch = [{"jsonrpc": "2.0", "method": "big", "params": {"n": i}, "id": i} for i in range(6)]
+    replies = json.loads(rpc.handle(json.dumps(batch).encode(), methods, None) or b"")
+    assert [("result" in r) for r in replies] == [True, True, True, False, False, False]
+    assert ran == [0, 1, 2, 3]  # the one that crossed ran; the rest were not made
+    assert all(r["error"]["data"]["kind"] == "invalid" for r in replies[3:])

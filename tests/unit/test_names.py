@@ -1,0 +1,29 @@
+"""Names match their pattern to the end: `$` would let a final newline through."""
+
+from __future__ import annotations
+
+import pytest
+
+from spad import states
+from spad.alarms.config import _identifier
+from spad.errors import InvalidParams
+from spad.model import parse_spec
+from spad.names import check_name
+
+
+@pytest.mark.parametrize("bad", ["pr1\n", "pr1\r\n", "\npr1", "pr 1", ""])
+def test_a_name_with_a_newline_or_space_is_refused(bad: str) -> None:
+    with pytest.raises(ValueError):
+        check_name(bad)
+
+
+def test_an_env_name_ending_in_a_newline_is_refused() -> None:
+    task = {"name": "t", "function": "simple", "env": {"X\n": "1"}}
+    with pytest.raises(InvalidParams, match="env"):
+        parse_spec({"project": {"name": "p", "workflows": [{"name": "w", "tasks": [task]}]}})
+
+
+def test_other_patterns_match_to_the_end() -> None:
+    with pytest.raises(ValueError):
+        _identifier("table\n")
+    assert states.number("error(3)\n") is None and states.number("error(3)") == 3
