@@ -163,8 +163,9 @@ class Api:
 
         from spad.server.methods import METHODS  # at the first call: an idle server needs none
 
-        reply = rpc.handle(body, METHODS, service, record)
+        reply = rpc.handle_parts(body, METHODS, service, record)
+        del body  # up to 16 MiB, no longer needed while the reply goes out
         if reply is None:
             await request.respond(204)
         else:
-            await request.respond(200, reply)
+            await request.respond_parts(200, reply)

@@ -118,6 +118,17 @@ class Request:
             await self._connection.send(h11.Data(data=body))
         await self._connection.send(h11.EndOfMessage())
 
+    async def respond_parts(self, status: int, parts: list[bytes]) -> None:
+        """A JSON body given in pieces, each written (and drained) in turn, and let go of
+        as it goes: a large reply is never copied whole into the socket's buffer."""
+        length = sum(len(part) for part in parts)
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(length))]
+        await self._connection.send(h11.Response(status_code=status, headers=headers))
+        parts.reverse()
+        while parts:
+            await self._connection.send(h11.Data(data=parts.pop()))
+        await self._connection.send(h11.EndOfMessage())
+
     async def respond_json(self, status: int, value: Any) -> None:
         await self.respond(status, json.dumps(value, ensure_ascii=False).encode())
 

@@ -62,6 +62,22 @@ class RawJSON(str):
 def handle(
     body: bytes, methods: Mapping[str, Method], context: Any, audit: Audit | None = None
 ) -> bytes | None:
+    parts = handle_parts(body, methods, context, audit)
+    return None if parts is None else b"".join(parts)
+
+
+def handle_parts(
+    body: bytes, methods: Mapping[str, Method], context: Any, audit: Audit | None = None
+) -> list[bytes] | None:
+    """The reply in pieces, to be sent one after the other: a batch's replies are not joined
+    into one more copy of up to 16 MiB."""
+    reply = _handle(body, methods, context, audit)
+    return [reply] if isinstance(reply, bytes) else reply
+
+
+def _handle(
+    body: bytes, methods: Mapping[str, Method], context: Any, audit: Audit | None
+) -> bytes | list[bytes] | None:
     try:
         message = json.loads(body, parse_constant=_not_json, parse_float=_finite)
     except (ValueError, RecursionError):
@@ -82,7 +98,7 @@ def handle(
 
 def _batch(
     messages: list[Any], methods: Mapping[str, Method], context: Any, audit: Audit | None
-) -> bytes | None:
+) -> list[bytes] | None:
     """The replies of a batch, encoded one by one as they come, within
     :data:`MAX_BATCH_REPLY`: a reply that would cross it is replaced by an error, and the
     calls after it are not made (each gets that error), so a small request cannot make the
@@ -100,9 +116,10 @@ def _batch(
                 encoded = _encode(
                     _error(_id_of(message), BATCH_TOO_LARGE, _OVER_BUDGET, {"kind": "invalid"})
                 )
-            size += len(encoded) + 2
+            parts.append(b", " if parts else b"[")
             parts.append(encoded)
-    return b"[" + b", ".join(parts) + b"]" if parts else None
+            size += len(encoded) + 2
+    return [*parts, b"]"] if parts else None
 
 
 def _id_of(message: Any) -> Any:
