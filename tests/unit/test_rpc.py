@@ -214,3 +214,17 @@ def test_a_batch_stops_at_its_reply_budget(monkeypatch: pytest.MonkeyPatch) -> N
     assert [("result" in r) for r in replies] == [True, True, True, False, False, False]
     assert ran == [0, 1, 2, 3]  # the one that crossed ran; the rest were not made
     assert all(r["error"]["data"]["kind"] == "invalid" for r in replies[3:])
+
+
+def test_a_change_refused_by_the_envelope_is_audited() -> None:
+    audited: list[tuple[str, str, str]] = []
+    methods = {"act": Method(lambda ctx, params: None, mutating=True)}
+    for body in (
+        b'{"jsonrpc": "2.0", "method": "act", "params": 5, "id": 1}',
+        b'{"jsonrpc": "2.0", "method": "act", "id": 1, "extra": 1}',
+        b'{"jsonrpc": "2.0", "method": ["act"], "id": 1}',
+    ):
+        reply = json.loads(handle(body, methods, None, lambda *row: audited.append(row)) or b"")
+        assert reply["error"]["code"] == -32600
+    assert [row[0] for row in audited] == ["act", "act"]
+    assert all(row[1].startswith("error -32600") for row in audited)

@@ -136,6 +136,10 @@ def _one(
     reply_id = request_id if _valid_id(request_id) else None
     problem = _check_envelope(message, request_id)
     if problem:
+        name = message.get("method")
+        refused = methods.get(name) if isinstance(name, str) else None
+        if audit is not None and refused is not None and refused.mutating:  # recorded too
+            audit(str(name), f"error {INVALID_REQUEST}: {problem}", _summary(message.get("params")))
         return _error(reply_id, INVALID_REQUEST, f"invalid request: {problem}")
     params = message.get("params", {})
     if _has_lone_surrogate(params):  # refused before anything can act on it, and audited
