@@ -8,16 +8,18 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import stat
+import subprocess
 import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Server, run_spad, seed, task, tree, wait_for
+from tests.conftest import VENV_BIN, Server, clean_env, run_spad, seed, task, tree, wait_for
 from tests.integration.test_files import raw
 
 LIST = b'{"jsonrpc": "2.0", "method": "list", "id": 1}'
@@ -92,6 +94,36 @@ def test_rotation_refuses_a_leftover_or_linked_token_new(tmp_path: Path) -> None
     assert result.returncode == 0 and (home / "token").read_text() != before
     assert stat.S_IMODE((home / "token").stat().st_mode) == 0o600
     assert not (home / "token.new").exists()
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+def test_rotation_flushes_the_new_token_and_the_folder_before_and_after_the_rename(
+    tmp_path: Path,
+) -> None:
+    """What survives a power cut cannot be watched; the calls that make it so can."""
+    home = tmp_path / "home"
+    assert run_spad("token", "--home", str(home)).returncode == 0
+    trace = tmp_path / "trace"
+    traced = "trace=openat,fsync,rename,renameat,renameat2"
+    rotate = [str(VENV_BIN / "spad"), "token", "--home", str(home), "--rotate"]
+    subprocess.run(
+        ["strace", "-f", "-o", str(trace), "-e", traced, *rotate],
+        check=True,
+        capture_output=True,
+        env=clean_env(),
+        timeout=60,
+    )
+    calls = [line.split(" ", 1)[1] for line in trace.read_text().splitlines() if " " in line]
+    made = next(i for i, c in enumerate(calls) if 'token.new", O_WRONLY' in c)
+    assert "O_EXCL" in calls[made] and "O_NOFOLLOW" in calls[made]
+    fd = calls[made].rsplit("= ", 1)[1]
+    renamed = next(i for i, c in enumerate(calls) if c.startswith("rename") and "token.new" in c)
+    assert f"fsync({fd})" in " ".join(calls[made:renamed])
+    folder = next(
+        i for i, c in enumerate(calls) if i > renamed and f'"{home}",' in c and "O_DIRECTORY" in c
+    )
+    folder_fd = calls[folder].rsplit("= ", 1)[1]
+    assert f"fsync({folder_fd})" in " ".join(calls[folder:])
 
 
 # -- memory through logs -----------------------------------------------------------------
