@@ -147,6 +147,20 @@ def read_from(
     return data[:cut].decode(errors="replace"), offset + cut
 
 
+def keep_end(text: str, budget: int = MAX_REPLY) -> str:
+    """``text``, or its end within ``budget`` (as a reply carries it), after a line saying
+    that the start was left out."""
+    data = text.encode("utf-8", "surrogateescape")
+    kept = _fit(data, budget - ENVELOPE, from_end=True)
+    if len(kept) == len(data):
+        return text
+    return (
+        f"[spad: the first {len(data) - len(kept)} bytes are left out (a reply holds at most "
+        f"{budget} bytes): ask for one task, and page with offset=0]\n"
+        + kept.decode(errors="replace")
+    )
+
+
 def _fit(data: bytes, budget: int, from_end: bool) -> bytes:
     """The longest start (or end) of ``data`` whose text fits ``budget`` bytes in a reply."""
     while data:

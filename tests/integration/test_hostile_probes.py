@@ -178,6 +178,16 @@ def test_one_logs_reply_is_at_most_1_mib_and_offset_pages_through(server: Server
     assert len(json.dumps(tail).encode()) <= 1024 * 1024
 
 
+def test_every_tasks_log_together_stays_within_a_reply(server: Server) -> None:
+    server.script("big", "yes 0123456789012345678901234567890123456789 | head -c 900000\n")
+    server.define("wf1", *(task(f"t{i}", "big", exec="parallel") for i in range(3)))
+    server.call("run", workflow="wf1")
+    server.wait_status("wf1", "success0", timeout=60)
+    text = server.call("logs", workflow="wf1")
+    assert len(json.dumps(text).encode()) <= 1024 * 1024
+    assert all(f"t{i} | " in text for i in range(3))  # each task has its share
+
+
 def test_a_log_of_control_characters_stays_within_a_reply(server: Server) -> None:
     """Escaped in JSON, a control character takes six bytes: the cap counts the reply."""
     server.script("noise", "head -c 900000 /dev/zero\n")

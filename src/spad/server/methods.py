@@ -344,16 +344,18 @@ def _every_task_log(svc: Service, project: str, p: LogsParams, run: sqlite3.Row)
         raise Invalid("attempt and offset need a task: give task too", field="task")
     started = [t for t in runs.tasks(svc.conn, run["id"]) if t["attempt"]]
     width = max((len(t["name"]) for t in started), default=0)
+    share = max(logfiles.ENVELOPE * 4, logfiles.MAX_REPLY // max(1, len(started)))
     parts: list[str] = []
     for row in started:
         path = logfiles.path_for(
             svc.home.logs, project, p.workflow, run["id"], row["name"], row["attempt"]
         )
-        text = logfiles.read_tail(path, p.tail)
+        text = logfiles.read_tail(path, p.tail, budget=share)  # the reply's cap, shared
         prefix = f"{row['name']:<{width}} | "
         parts.extend(prefix + line for line in text.splitlines(keepends=True))
     text = "".join(parts)
-    return text if not text or text.endswith("\n") else text + "\n"
+    text = text if not text or text.endswith("\n") else text + "\n"
+    return logfiles.keep_end(text)
 
 
 def _run(svc: Service, project: str, wf: sqlite3.Row, run_id: int) -> sqlite3.Row:
