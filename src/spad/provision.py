@@ -49,10 +49,8 @@ def _install_samples(home: Home) -> None:
 
 def _keep_private(home: Home) -> None:
     """The store and the logs hold task environments and output (secrets, often): spad's user
-    only. SQLite gives its -wal and -shm files the database's own mode when it makes them."""
+    only (a new store is made 0600 by :func:`make_store`)."""
     home.logs.chmod(0o700)
-    fd = os.open(home.db, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    os.close(fd)
     for path in (home.db, home.root / "spa.db-wal", home.root / "spa.db-shm"):
         with contextlib.suppress(FileNotFoundError):
             path.chmod(0o600)
@@ -110,3 +108,10 @@ def write_token(home: Home, token: str) -> None:
         os.fsync(folder)
     finally:
         os.close(folder)
+
+
+def make_store(home: Home) -> None:
+    """An empty ``spa.db`` readable by spad's user only, unless there is one: SQLite gives
+    its -wal and -shm files the database's own mode when it makes them."""
+    fd = os.open(home.db, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    os.close(fd)

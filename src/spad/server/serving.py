@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from spad import cgroups
 from spad import home as homes
+from spad import provision
 from spad.areas import DEFAULT_MAX_FILE
 from spad.errors import HomeError
 from spad.retention import Policy
@@ -51,9 +52,10 @@ class Options:
 
 def open_store(home: homes.Home) -> sqlite3.Connection:
     try:
+        provision.make_store(home)
         conn = connect(home.db)
         migrate(conn)
-    except (sqlite3.Error, RuntimeError) as exc:
+    except (sqlite3.Error, RuntimeError, OSError) as exc:
         raise HomeError(f"cannot open {home.db}: {exc}") from None
     return conn
 
