@@ -8,6 +8,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -107,23 +108,21 @@ def test_rotation_flushes_the_new_token_and_the_folder_before_and_after_the_rena
     traced = "trace=openat,fsync,rename,renameat,renameat2"
     rotate = [str(VENV_BIN / "spad"), "token", "--home", str(home), "--rotate"]
     subprocess.run(
-        ["strace", "-f", "-o", str(trace), "-e", traced, *rotate],
+        ["strace", "-o", str(trace), "-e", traced, *rotate],
         check=True,
         capture_output=True,
         env=clean_env(),
         timeout=60,
     )
-    calls = [line.split(" ", 1)[1] for line in trace.read_text().splitlines() if " " in line]
-    made = next(i for i, c in enumerate(calls) if 'token.new", O_WRONLY' in c)
-    assert "O_EXCL" in calls[made] and "O_NOFOLLOW" in calls[made]
-    fd = calls[made].rsplit("= ", 1)[1]
-    renamed = next(i for i, c in enumerate(calls) if c.startswith("rename") and "token.new" in c)
-    assert f"fsync({fd})" in " ".join(calls[made:renamed])
-    folder = next(
-        i for i, c in enumerate(calls) if i > renamed and f'"{home}",' in c and "O_DIRECTORY" in c
-    )
-    folder_fd = calls[folder].rsplit("= ", 1)[1]
-    assert f"fsync({folder_fd})" in " ".join(calls[folder:])
+    text = trace.read_text()
+    made = re.search(r'token\.new", O_WRONLY\|O_CREAT\|O_EXCL\|O_NOFOLLOW\S*, 0600\) = (\d+)', text)
+    assert made, text[-2000:]
+    renamed = re.search(r"rename\w*\(.*token\.new", text)
+    assert renamed and renamed.start() > made.end()
+    assert f"fsync({made.group(1)})" in text[made.end() : renamed.start()]
+    folder = re.compile(rf'"{re.escape(str(home))}", O_RDONLY\S*O_DIRECTORY\S*\) = (\d+)')
+    opened = folder.search(text, renamed.end())
+    assert opened and f"fsync({opened.group(1)})" in text[opened.end() :]
 
 
 # -- memory through logs -----------------------------------------------------------------
