@@ -16,9 +16,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from spad import cgroups
+from spad import cgroups, provision
 from spad import home as homes
-from spad import provision
 from spad.areas import DEFAULT_MAX_FILE
 from spad.errors import HomeError
 from spad.retention import Policy
