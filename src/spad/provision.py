@@ -7,6 +7,7 @@ import os
 import secrets
 import shutil
 from importlib import resources
+from pathlib import Path
 
 from spad.errors import HomeError
 from spad.home import MIN_TOKEN, Home
@@ -80,11 +81,13 @@ def check_token(home: Home) -> None:
         )
 
 
-def write_token(home: Home, token: str) -> None:
-    """Write the token so that no crash or power cut leaves it empty or partial: a new file
-    (never one that exists or is a link: ``token.new`` left over is refused, not reused),
-    flushed to disk, renamed over the old one, and the folder flushed so the rename lasts."""
-    temporary = home.token_file.with_suffix(".new")
+def write_token(home: Home, token: str, path: Path | None = None) -> None:
+    """Write the token (or the one at ``path``: the read-only token) so that no crash or power
+    cut leaves it empty or partial: a new file (never one that exists or is a link: ``.new``
+    left over is refused, not reused), flushed to disk, renamed over the old one, and the
+    folder flushed so the rename lasts."""
+    target = path or home.token_file
+    temporary = target.with_suffix(".new")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     try:
         fd = os.open(temporary, flags, 0o600)
@@ -98,7 +101,7 @@ def write_token(home: Home, token: str) -> None:
             handle.write(token + "\n")
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(temporary, home.token_file)
+        os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)

@@ -8,6 +8,13 @@ holdoff = 60                 # seconds: a cleared alarm that fires again within 
 on_open = "notify"           # optional: bin/notify gets each new alarm as JSON on stdin
 hook_timeout = 30            # seconds the hook may run; then it is killed (and logged)
 
+[hooks]
+on_change = "notify"         # optional: bin/notify gets each workflow transition on stdin
+timeout = 10                 # seconds a hook may take before it is killed
+
+[metrics]
+public = false               # true: GET /metrics without a token
+
 [[alarms.sources]]
 name = "analyses"
 dsn = "postgresql://user:secret@localhost/analyses"   # or "sqlite:////path/to/file.db"
@@ -98,9 +105,27 @@ class RetentionConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=T
         return retention.parse_size(self.disk_min_free)
 
 
+class HooksConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``on_change``: ``bin/<name>`` gets each workflow transition as JSON on stdin."""
+
+    on_change: str | None = None
+    timeout: Annotated[float, Meta(gt=0, le=3600)] = 10.0
+
+    def __post_init__(self) -> None:
+        _name("on_change", self.on_change)
+
+
+class MetricsConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``public = true``: ``GET /metrics`` without a token."""
+
+    public: bool = False
+
+
 class SpadConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     alarms: AlarmsConfig = msgspec.field(default_factory=AlarmsConfig)
     retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
+    hooks: HooksConfig = msgspec.field(default_factory=HooksConfig)
+    metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
 
 
 def load(path: Path) -> SpadConfig:

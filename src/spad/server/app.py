@@ -1,5 +1,8 @@
 """The routes: ``POST /rpc`` and ``POST /`` carry JSON-RPC 2.0; ``PUT`` and ``GET
-/files/<area>/<path>`` stream files. Token and origin are checked on every request.
+/files/<area>/<path>`` stream files; ``GET /events`` streams events, ``GET /metrics`` is for
+Prometheus, ``GET /info`` tells the dashboard who it talks to. Token and origin are checked on
+every request, except the dashboard's own files (``GET /ui/``: a browser cannot send a token
+when it navigates; the page asks for the token and sends it with each request for data).
 
 Every refusal has a JSON error body in JSON-RPC's shape, so ``curl`` users see why.
 """
@@ -9,29 +12,35 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import socket
 import urllib.parse
+from pathlib import Path
 
 from spad.areas import DEFAULT_MAX_FILE
+from spad.errors import Forbidden
 from spad.home import MIN_TOKEN, Home
-from spad.server import files, rpc
+from spad.server import access, files, rpc, stream, ui
+from spad.server.feed import EventFeed
 from spad.server.hosts import HostCheck
 from spad.server.http import BodyTooLarge, Request
-from spad.server.replies import refusal
+from spad.server.replies import refusal, refuse
 from spad.server.service import Service
 from spad.server.signins import FailedSignIns
 from spad.store import audit
+from spad.version import version
 
 log = logging.getLogger("spad.http")
 MAX_BODY = 16 * 1024 * 1024
 FILES = "/files/"
+LIVE = ("/events", "/metrics", "/info")
 
 
 class TokenCheck:
     """Compares a request's bearer token with ``$SPA_HOME/token``, re-read when the file
     changes, so a rotated token takes effect at once."""
 
-    def __init__(self, home: Home) -> None:
-        self._home = home
+    def __init__(self, home: Home, path: Path | None = None) -> None:
+        self._path = path or home.token_file
         self._stamp: tuple[int, int] | None = None
         self._token = b""
 
@@ -47,13 +56,13 @@ class TokenCheck:
 
     def _current(self) -> bytes:
         try:
-            stat = os.stat(self._home.token_file)
-        except OSError:
+            stat = os.stat(self._path)
+        except OSError:  # gone, or (the read-only token) never made: nobody gets in with it
             return b""
         stamp = (stat.st_ino, stat.st_mtime_ns)
         if stamp != self._stamp:
             try:
-                self._token = self._home.token().encode()
+                self._token = self._path.read_text().strip().encode()
             except (OSError, UnicodeDecodeError):
                 self._token = b""
             self._stamp = stamp
@@ -74,12 +83,17 @@ class Api:
         service: Service,
         max_file_size: int = DEFAULT_MAX_FILE,
         hosts: HostCheck | None = None,
+        feed: EventFeed | None = None,
+        public_metrics: bool = False,
     ) -> None:
         self.service = service
         self.max_file_size = max_file_size
         self.token = TokenCheck(service.home)
         self.hosts = hosts or HostCheck("127.0.0.1")
         self.failed_sign_ins = FailedSignIns(service.conn)
+        self.read_token = TokenCheck(service.home, service.home.root / access.READ_ONLY_FILE)
+        self.feed = feed
+        self.public_metrics = public_metrics
 
     async def __call__(self, request: Request) -> None:
         try:
@@ -96,8 +110,9 @@ class Api:
                 )
 
     async def route(self, request: Request) -> None:
-        """Host first (a rebound name is refused whatever it carries), then the token
-        (nothing more is said to a stranger), then the origin, then the route."""
+        """Host first (a rebound name is refused whatever it carries), then the dashboard's
+        files (no token: a browser cannot send one when it navigates), then the token (nothing
+        more is said to a stranger), then the origin, then the route."""
         if not self.hosts.accepts(request.headers.get("host"), request.local_address):
             await refusal(
                 request,
@@ -107,7 +122,17 @@ class Api:
                 "server (a name for it must be given with spad --allow-host NAME)",
                 "forbidden",
             )
-        elif not self.token.accepts(request.headers.get("authorization", "")):
+            return
+        if request.method == "GET" and ui.is_ui(request.path):
+            await ui.serve(request)
+            return
+        if self.public_metrics and request.method == "GET" and request.path == "/metrics":
+            await self.live(request)
+            return
+        header = request.headers.get("authorization", "")
+        full = self.token.accepts(header)
+        read_only = not full and self.read_token.accepts(header)
+        if not (full or read_only):
             self.failed_sign_ins.failed(request.peer, f"{request.method} {request.path[:100]}")
             await refusal(
                 request,
@@ -126,10 +151,14 @@ class Api:
                 "forbidden",
             )
         elif request.path in ("/rpc", "/") and request.method == "POST":
-            await self.rpc(request)
+            await self.rpc(request, read_only)
+        elif request.method == "GET" and request.path in LIVE:
+            await self.live(request, read_only)
         elif request.path.startswith(FILES) and request.method in ("GET", "PUT"):
             remote = urllib.parse.unquote(request.path[len(FILES) :])
-            if request.method == "PUT":
+            if request.method == "PUT" and read_only:
+                await refuse(request, Forbidden("this token may only read: it cannot copy files"))
+            elif request.method == "PUT":
                 await files.put(request, self.service, remote, self.max_file_size)
             else:
                 await files.get(request, self.service, remote)
@@ -139,11 +168,25 @@ class Api:
                 404,
                 -32601,
                 f"no such route: {request.method} "
-                f"{request.path} (POST /rpc, PUT or GET /files/<area>/<path>)",
+                f"{request.path} (POST /rpc, PUT or GET /files/<area>/<path>, GET /events,"
+                " GET /metrics, GET /ui/)",
                 "not_found",
             )
 
-    async def rpc(self, request: Request) -> None:
+    async def live(self, request: Request, read_only: bool = False) -> None:
+        """The live view's reads: the event stream, the metrics, what the dashboard shows."""
+        if request.path == "/events" and self.feed is not None:
+            await stream.serve(request, self.feed)
+        elif request.path == "/metrics":
+            from spad.server import metrics
+
+            body = metrics.render(self.service.conn, version())
+            await request.respond(200, body, metrics.CONTENT_TYPE)
+        else:
+            info = {"version": version(), "host": socket.gethostname(), "read_only": read_only}
+            await request.respond_json(200, info)
+
+    async def rpc(self, request: Request, read_only: bool = False) -> None:
         try:
             body = await request.read(MAX_BODY)
         except BodyTooLarge:
@@ -163,7 +206,8 @@ class Api:
 
         from spad.server.methods import METHODS  # at the first call: an idle server needs none
 
-        reply = rpc.handle_parts(body, METHODS, service, record)
+        methods = access.read_only_methods(METHODS) if read_only else METHODS
+        reply = rpc.handle_parts(body, methods, service, record)
         del body  # up to 16 MiB, no longer needed while the reply goes out
         if reply is None:
             await request.respond(204)

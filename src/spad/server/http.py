@@ -110,9 +110,14 @@ class Request:
                 pass
 
     async def respond(
-        self, status: int, body: bytes = b"", content_type: str = "application/json"
+        self,
+        status: int,
+        body: bytes = b"",
+        content_type: str = "application/json",
+        extra: dict[str, str] | None = None,
     ) -> None:
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+        headers.extend((extra or {}).items())
         await self._connection.send(h11.Response(status_code=status, headers=headers))
         if body:
             await self._connection.send(h11.Data(data=body))

@@ -94,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument(
         "--rotate", action="store_true", help="replace the token: the old one stops working at once"
     )
+    token.add_argument(
+        "--read-only",
+        action="store_true",
+        help="the read-only token instead (made at first use): it may read, never change",
+    )
     return parser
 
 
@@ -134,6 +139,8 @@ def token_command(args: argparse.Namespace) -> int:
     from spad.server.serving import open_store
 
     home = provision.prepare(homes.resolve(args.token_home or args.home))
+    if args.read_only:
+        return read_only_token(home, args.rotate)
     if args.rotate:
         provision.write_token(home, provision.new_token())
         conn = open_store(home)
@@ -141,6 +148,16 @@ def token_command(args: argparse.Namespace) -> int:
         conn.close()
     provision.check_token(home)
     print(home.token())
+    return 0
+
+
+def read_only_token(home: homes.Home, rotate: bool) -> int:
+    from spad.server.access import READ_ONLY_FILE
+
+    path = home.root / READ_ONLY_FILE
+    if rotate or not path.exists():
+        provision.write_token(home, secrets.token_urlsafe(32), path)
+    print(path.read_text().strip())
     return 0
 
 

@@ -30,6 +30,7 @@ from spad.server.service import Service
 from spad.store import alarms as alarm_store
 from spad.store import audit, runs
 from spad.store import definitions as defs
+from spad.store import events as event_store
 from spad.store.sqlite import transaction
 
 PARAMS = dataclasses.dataclass(frozen=True, kw_only=True)
@@ -384,6 +385,35 @@ def _check_disk(svc: Service, project: str, workflow: str) -> None:
     raise Conflict(f"cannot run {project}/{workflow}: {message}")
 
 
+@PARAMS
+class EventsParams:
+    project: str | None = checked(optional(name), None)
+    workflow: str | None = checked(optional(name), None)
+    task: str | None = checked(optional(name), None)
+    run_id: int | None = checked(optional(integer(1)), None)
+    kind: str | None = checked(optional(one_of("task", "workflow", "alarm")), None)
+    after: int = checked(integer(0), 0)
+    limit: int = checked(integer(1, 10_000), 1000)
+    newest_first: bool = checked(boolean, False)
+
+
+def events(svc: Service, p: EventsParams) -> dict[str, Any]:
+    """The journal of transitions (the newest 10,000), filtered; ``GET /events`` streams it."""
+    rows = event_store.select(
+        svc.conn,
+        p.after,
+        p.limit,
+        p.newest_first,
+        kind=p.kind,
+        project=p.project,
+        workflow=p.workflow,
+        task=p.task,
+        run_id=p.run_id,
+    )
+    found = [{"id": row["id"], "kind": row["kind"], **json.loads(row["data"])} for row in rows]
+    return {"events": found, "last_id": event_store.newest_id(svc.conn)}
+
+
 def _project_name(svc: Service, given: str | None) -> str:
     if given:
         return given
@@ -538,6 +568,7 @@ METHODS: dict[str, Method] = {
     "file_list": Method(file_list, FileParams),
     "file_delete": Method(file_delete, FileParams, mutating=True),
     "audit": Method(audit_, AuditParams),
+    "events": Method(events, EventsParams),
     "signal_raise": Method(signal_raise, SignalParams, mutating=True),
     "alarms_list": Method(alarms_list, AlarmsParams),
     "alarm_ack": Method(alarm_ack, AlarmParams, mutating=True),

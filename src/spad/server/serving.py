@@ -23,6 +23,8 @@ from spad.errors import HomeError
 from spad.retention import Policy
 from spad.server import homelock
 from spad.server.app import Api
+from spad.server.feed import EventFeed
+from spad.server.hooks import ChangeHook
 from spad.server.hosts import HostCheck
 from spad.server.http import HttpServer, Limits
 from spad.server.service import Service
@@ -35,6 +37,15 @@ if TYPE_CHECKING:
     import ssl
 
 log = logging.getLogger("spad")
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """spad.toml's ``[hooks]`` and ``[metrics]``."""
+
+    on_change: str | None = None
+    hook_timeout: float = 10.0
+    metrics_public: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,14 +88,16 @@ def tls_context(options: Options) -> ssl.SSLContext | None:
 async def serve(home: homes.Home, options: Options) -> None:
     context = tls_context(options)
     lock = homelock.hold(home)  # before the store and the port: a second server changes nothing
-    has_sources, policy = read_config(home)
+    has_sources, policy, live_config = read_config(home)
     conn = open_store(home)
     supervisor = Supervisor(home, conn, url="", policy=policy)
     watcher = WatcherProcess(home)
     service = Service(home, conn, supervisor, wake_alarms=watcher.ensure_running, policy=policy)
     hosts = HostCheck(options.host, options.allow_hosts)
     limits = Limits(max_connections=descriptors_for(options.max_connections))
-    server = HttpServer(Api(service, options.max_file_size, hosts), limits)
+    feed = EventFeed(home.db)
+    api = Api(service, options.max_file_size, hosts, feed, live_config.metrics_public)
+    server = HttpServer(api, limits)
     try:
         bound_port = await server.start(options.host, options.port, context)
     except OSError as exc:
@@ -108,6 +121,11 @@ async def serve(home: homes.Home, options: Options) -> None:
         log.info(
             "spad cannot enforce memory_max here (%s): runs asking for it are refused", unprepared
         )
+    feed.start()
+    hooks = None
+    if live_config.on_change:
+        hooks = ChangeHook(home, live_config.on_change, live_config.hook_timeout)
+        feed.listen(hooks.on_events)
     supervisor.recover()
     if has_sources or alarm_store.pending_signals(conn):
         watcher.ensure_running()
@@ -121,6 +139,9 @@ async def serve(home: homes.Home, options: Options) -> None:
     supervisor.close()
     watcher.close()
     await server.close()
+    await feed.close()
+    if hooks is not None:
+        await hooks.close()
     conn.close()
     os.close(lock)
 
@@ -153,15 +174,20 @@ def descriptors_for(connections: int) -> int:
     return connections
 
 
-def read_config(home: homes.Home) -> tuple[bool, Policy]:
-    """Whether spad.toml names alarm sources, and the retention policy; a bad file stops the
-    start, naming the field. (Read only when the file exists: a home without one never loads
-    its validation.)"""
+def read_config(home: homes.Home) -> tuple[bool, Policy, LiveConfig]:
+    """Whether spad.toml names alarm sources, the retention policy and the live view's
+    settings; a bad file stops the start, naming the field. (Read only when the file exists: a
+    home without one never loads its validation.)"""
     path = home.root / "spad.toml"
     if not path.exists():
-        return False, Policy()
+        return False, Policy(), LiveConfig()
     from spad.alarms import config
 
     loaded = config.load(path)
     policy = Policy(loaded.retention.runs, loaded.retention.disk_min_free_bytes)
-    return bool(loaded.alarms.sources), policy
+    live = LiveConfig(
+        on_change=loaded.hooks.on_change,
+        hook_timeout=loaded.hooks.timeout,
+        metrics_public=loaded.metrics.public,
+    )
+    return bool(loaded.alarms.sources), policy, live

@@ -14,6 +14,49 @@ from contextlib import contextmanager
 
 BUSY_TIMEOUT_MS = 10_000
 
+#: The event journal keeps at least this many of the newest events (``Last-Event-ID`` resumes
+#: without loss within them).
+EVENTS_KEPT = 10_000
+
+_NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+_RUN_NAMES = (
+    "FROM runs r JOIN workflows w ON w.id = r.workflow_id JOIN projects p ON p.id = w.project_id"
+)
+_WORKFLOW_EVENT = (
+    "SELECT json_object('project', p.name, 'workflow', w.name, 'run_id', NEW.id,"
+    f" 'status', NEW.status, 'attempt', NULL, 'exit_code', NULL, 'at', {_NOW})"
+    f" {_RUN_NAMES} WHERE r.id = NEW.id"
+)
+_TASK_EVENT = (
+    "SELECT json_object('project', p.name, 'workflow', w.name, 'run_id', NEW.run_id,"
+    " 'task', NEW.name, 'status', NEW.status, 'attempt', NEW.attempt,"
+    f" 'exit_code', NEW.exit_code, 'at', {_NOW}) {_RUN_NAMES} WHERE r.id = NEW.run_id"
+)
+_ALARM_EVENT = (
+    "SELECT json_object('id', NEW.id, 'project', NEW.project, 'source', NEW.source,"
+    " 'kind', NEW.kind, 'severity', NEW.severity, 'state', NEW.state, 'count', NEW.count,"
+    " 'message', NEW.message, 'value', NEW.value, 'first_seen', NEW.first_seen,"
+    " 'last_seen', NEW.last_seen, 'acknowledged_at', NEW.acknowledged_at,"
+    f" 'cleared_at', NEW.cleared_at, 'status', NEW.state, 'at', {_NOW})"
+)
+
+
+def _event_trigger(name: str, on: str, table: str, kind: str, data: str) -> str:
+    """A trigger that journals ``kind`` events: on every insert, or on an update that changed
+    the watched columns (a write of the same status is no transition). Per row and per
+    statement, so two statuses written in one transaction are two events."""
+    changed = ""
+    if on.startswith("UPDATE OF"):
+        columns = on.removeprefix("UPDATE OF").split(",")
+        changed = "WHEN " + " OR ".join(f"NEW.{c.strip()} IS NOT OLD.{c.strip()}" for c in columns)
+    return f"""
+    CREATE TRIGGER events_{name} AFTER {on} ON {table} {changed}
+    BEGIN
+        INSERT INTO events (kind, data) {data.replace("SELECT", f"SELECT '{kind}',", 1)};
+        DELETE FROM events WHERE id <= last_insert_rowid() - {EVENTS_KEPT};
+    END;"""
+
+
 #: Each entry moves the schema from version N to N+1. Never edit one that has shipped: add one.
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -167,6 +210,22 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE run_tasks ADD COLUMN idle_timeout REAL NOT NULL DEFAULT 0;
     ALTER TABLE run_tasks ADD COLUMN memory_max INTEGER;
     ALTER TABLE run_tasks ADD COLUMN heartbeat_at REAL;
+    """,
+    # 6: the event journal of the live view. Triggers append a row for every status a run, a
+    # task of a run or an alarm takes, in the transaction that wrote it, whoever wrote it
+    # (server, runner, alarm watcher). Only the newest EVENTS_KEPT rows are kept.
+    f"""
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        data TEXT NOT NULL
+    );
+    {_event_trigger("run_started", "INSERT", "runs", "workflow", _WORKFLOW_EVENT)}
+    {_event_trigger("run_status", "UPDATE OF status", "runs", "workflow", _WORKFLOW_EVENT)}
+    {_event_trigger("task_added", "INSERT", "run_tasks", "task", _TASK_EVENT)}
+    {_event_trigger("task_status", "UPDATE OF status", "run_tasks", "task", _TASK_EVENT)}
+    {_event_trigger("alarm_opened", "INSERT", "alarms", "alarm", _ALARM_EVENT)}
+    {_event_trigger("alarm_state", "UPDATE OF state, severity", "alarms", "alarm", _ALARM_EVENT)}
     """,
 )
 

@@ -1,0 +1,78 @@
+"""``GET /events``: the event journal as Server-Sent Events.
+
+A client gets every event after its ``Last-Event-ID`` (read from the store), then each new one
+as the feed finds it; a comment every ``HEARTBEAT`` seconds keeps proxies and the client sure
+the stream lives. A client that stops reading is dropped (see :data:`feed.MAX_BACKLOG`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from spad.server.feed import EventFeed, Subscriber, encode
+from spad.server.http import Request
+
+#: Seconds between comment lines: under the 15 s promised, whatever the loop's delays.
+HEARTBEAT = 14.0
+#: A client that takes nothing for this long (its buffers full) is dropped.
+STALL = 60.0
+HEADERS = {
+    "Content-Type": "text/event-stream; charset=utf-8",
+    "Cache-Control": "no-store",
+    "X-Accel-Buffering": "no",
+}
+
+
+def last_event_id(request: Request) -> int | None:
+    value = request.headers.get("last-event-id", "").strip()
+    return int(value) if value.isdigit() and len(value) < 19 else None
+
+
+async def serve(request: Request, feed: EventFeed) -> None:
+    subscriber = feed.subscribe()
+    try:
+        await request.start_stream(200, HEADERS)
+        await _send(request, b": spad event stream\n\n")
+        resume = last_event_id(request)
+        sent = subscriber.start_id
+        if resume is not None:
+            sent = max(await _replay(request, feed, resume, subscriber.start_id), resume)
+        await _follow(request, subscriber, sent)
+    finally:
+        feed.unsubscribe(subscriber)
+
+
+async def _replay(request: Request, feed: EventFeed, after: int, up_to: int) -> int:
+    """The stored events in ``(after, up_to]``: from the client's last to where its live
+    queue starts."""
+    oldest = feed.oldest_id()
+    if oldest and after + 1 < oldest:
+        await _send(request, f": events {after + 1} to {oldest - 1} are gone\n\n".encode())
+    while rows := feed.backlog(after, up_to):
+        await _send(request, b"".join(encode(row) for row in rows))
+        after = int(rows[-1]["id"])
+    return after
+
+
+async def _follow(request: Request, subscriber: Subscriber, sent: int) -> None:
+    loop = asyncio.get_running_loop()
+    next_beat = loop.time() + HEARTBEAT
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(subscriber.ready.wait(), max(0.0, next_beat - loop.time()))
+        if subscriber.dropped:
+            return
+        items = subscriber.take()
+        chunks = [data for event_id, data in items if event_id > sent]
+        if items:
+            sent = max(sent, items[-1][0])
+        if loop.time() >= next_beat:
+            chunks.append(b": keep-alive\n\n")
+            next_beat = loop.time() + HEARTBEAT
+        if chunks:
+            await _send(request, b"".join(chunks))
+
+
+async def _send(request: Request, data: bytes) -> None:
+    await asyncio.wait_for(request.write(data), STALL)

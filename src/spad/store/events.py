@@ -1,0 +1,53 @@
+"""The event journal (``events``), written by the store's triggers (see migration 4)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+#: One read of the journal returns at most this many events.
+PAGE = 500
+
+
+def after(conn: sqlite3.Connection, last_id: int, limit: int = PAGE) -> list[sqlite3.Row]:
+    """The events after ``last_id``, oldest first: rows of ``id``, ``kind``, ``data`` (JSON)."""
+    return conn.execute(
+        "SELECT id, kind, data FROM events WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit)
+    ).fetchall()
+
+
+def newest_id(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT max(id) FROM events").fetchone()
+    return int(row[0] or 0)
+
+
+def oldest_id(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT min(id) FROM events").fetchone()
+    return int(row[0] or 0)
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    """Changes whenever another connection commits to the file: a cheap "anything new?"."""
+    return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def select(
+    conn: sqlite3.Connection,
+    after: int = 0,
+    limit: int = PAGE,
+    newest_first: bool = False,
+    **where: object,
+) -> list[sqlite3.Row]:
+    """Stored events after ``after`` whose data has the given fields (``project="pr1"``,
+    ``run_id=3``, ``kind`` is the event's kind); None values are not filters."""
+    clauses, args = ["id > ?"], [after]
+    for field, value in where.items():
+        if value is None:
+            continue
+        clauses.append("kind = ?" if field == "kind" else f"json_extract(data, '$.{field}') = ?")
+        args.append(value)  # type: ignore[arg-type]
+    order = "DESC" if newest_first else "ASC"
+    return conn.execute(
+        f"SELECT id, kind, data FROM events WHERE {' AND '.join(clauses)}"
+        f" ORDER BY id {order} LIMIT ?",
+        (*args, limit),
+    ).fetchall()
