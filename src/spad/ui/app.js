@@ -526,6 +526,10 @@ function onEvent(kind, data) {
     }
     if (key === state.selected && newRun) act("status", loadDetail);
   } else if (kind === "task" && data.run_id === wf.run_id) {
+    if (!wf.since) {
+      wf.since = data.at;
+      updateWorkflowRow(key);
+    }
     const attempts = state.attempts.get(key) || new Map();
     attempts.set(data.task, data.attempt || 0);
     state.attempts.set(key, attempts);
