@@ -13,11 +13,11 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
+import signal
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
@@ -60,7 +60,20 @@ class Browser:
         if os.geteuid() == 0:
             args.append("--no-sandbox")  # chromium refuses to run its sandbox as root
         with (profile.parent / "chromium.log").open("wb") as log:
-            self.process = self._start(args, log, to_browser_r, from_browser_w)
+            # posix_spawn's dup2 puts the pipe ends on fd 3 and 4 of the child only.
+            self.pid = os.posix_spawn(
+                binary,
+                args,
+                os.environ,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, log.fileno(), 1),
+                    (os.POSIX_SPAWN_DUP2, log.fileno(), 2),
+                    (os.POSIX_SPAWN_DUP2, to_browser_r, 3),
+                    (os.POSIX_SPAWN_DUP2, from_browser_w, 4),
+                ],
+                setsid=True,
+            )
         os.close(to_browser_r)
         os.close(from_browser_w)
         self._ids = 0
@@ -70,20 +83,6 @@ class Browser:
         self.events: list[dict[str, Any]] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
-
-    @staticmethod
-    def _start(
-        args: list[str], log: IO[bytes], to_browser_r: int, from_browser_w: int
-    ) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-            pass_fds=(3, 4),
-            preexec_fn=lambda: _wire(to_browser_r, from_browser_w),
-            start_new_session=True,
-        )
 
     def _read(self) -> None:
         buffer = b""
@@ -147,27 +146,28 @@ class Browser:
     def close(self) -> None:
         with contextlib.suppress(BrowserError, OSError):
             self.send("Browser.close", timeout=5)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, 9)
-            self.process.wait()
+        reaped = self._reaped(10)
+        with contextlib.suppress(ProcessLookupError):  # and whatever chromium left in its group
+            os.killpg(self.pid, signal.SIGKILL)
+        if not reaped:
+            os.waitpid(self.pid, 0)
         for fd in (self._to_browser, self._from_browser):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+    def _reaped(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while os.waitpid(self.pid, os.WNOHANG)[0] == 0:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
 
 def _above(fd: int, lowest: int) -> int:
     moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, lowest)
     os.close(fd)
     return moved
-
-
-def _wire(to_browser_r: int, from_browser_w: int) -> None:
-    """In the child: the command pipe on fd 3, the reply pipe on fd 4."""
-    os.dup2(to_browser_r, 3)
-    os.dup2(from_browser_w, 4)
 
 
 class Page:
