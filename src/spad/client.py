@@ -12,7 +12,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -60,6 +60,48 @@ def find_url(explicit: str | None) -> str:
             "for a server started with --tls-cert)"
         )
     return url.rstrip("/")
+
+
+class ServerEvent:
+    """One message of the event stream: an event (``id``, ``kind``, ``data``) or a comment."""
+
+    __slots__ = ("comment", "data", "id", "kind")
+
+    def __init__(
+        self,
+        id: int | None = None,
+        kind: str = "",
+        data: dict[str, Any] | None = None,
+        comment: str | None = None,
+    ) -> None:
+        self.id = id
+        self.kind = kind
+        self.data = data or {}
+        self.comment = comment
+
+    def __repr__(self) -> str:
+        return f"ServerEvent({self.id}, {self.kind!r}, {self.data}, comment={self.comment!r})"
+
+
+def read_events(response: IO[bytes]) -> Iterator[ServerEvent]:
+    """Server-Sent Events' framing: ``field: value`` lines, a blank line ends a message,
+    a line starting with ``:`` is a comment."""
+    fields: dict[str, str] = {}
+    for raw in iter(response.readline, b""):
+        line = raw.decode("utf-8", "replace").rstrip("\r\n")
+        if line.startswith(":"):
+            yield ServerEvent(comment=line[1:].strip())
+        elif line:
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+        elif "data" in fields:
+            event_id = fields.get("id", "")
+            yield ServerEvent(
+                int(event_id) if event_id.isdigit() else None,
+                fields.get("event", "message"),
+                json.loads(fields["data"]),
+            )
+            fields = {}
 
 
 def find_token(explicit: str | None) -> str | None:
@@ -134,6 +176,29 @@ class Client:
             ) from None
         result: dict[str, Any] = json.loads(payload)
         return result
+
+    # -- events ----------------------------------------------------------------------------
+
+    def events(self, last_event_id: int | None = None) -> Iterator[ServerEvent]:
+        """``GET /events``: each event as it comes, and each comment (a heartbeat, or the
+        first line, which says the stream is open). Ends when the server closes the stream."""
+        connection = self._connection()
+        headers = self._auth()
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        try:
+            connection.request("GET", self._prefix() + "/events", headers=headers)
+            response = connection.getresponse()
+            if response.status != 200:
+                self._file_reply(response.status, response.read())
+            yield from read_events(response)
+        except OSError as exc:
+            raise Unreachable(f"no spad server at {self.url} ({exc})") from None
+        finally:
+            connection.close()
+
+    def _prefix(self) -> str:
+        return urllib.parse.urlsplit(self.url).path.rstrip("/")
 
     # -- files -----------------------------------------------------------------------------
 
