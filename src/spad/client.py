@@ -12,7 +12,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -179,7 +179,7 @@ class Client:
 
     # -- events ----------------------------------------------------------------------------
 
-    def events(self, last_event_id: int | None = None) -> Iterator[ServerEvent]:
+    def events(self, last_event_id: int | None = None) -> Generator[ServerEvent, None, None]:
         """``GET /events``: each event as it comes, and each comment (a heartbeat, or the
         first line, which says the stream is open). Ends when the server closes the stream."""
         connection = self._connection()
