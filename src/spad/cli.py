@@ -25,8 +25,10 @@ from spad.cli_context import (
     show,
 )
 from spad.client import Client
+from spad.eventcmd import events
 from spad.filecmd import file
 from spad.tables import printable
+from spad.watchcmd import watch
 
 FOLLOW_INTERVAL = 0.2
 
@@ -555,7 +557,7 @@ def audit_(ctx: Context, lines: int, wide: bool) -> None:
     audit_table(result, wide, ctx.utc)
 
 
-for command in (file, signal, alarms, alarm):
+for command in (file, signal, alarms, alarm, events, watch):
     cli.add_command(command)
 add_global_options(cli)
 

@@ -30,7 +30,8 @@ _WORKFLOW_EVENT = (
 _TASK_EVENT = (
     "SELECT json_object('project', p.name, 'workflow', w.name, 'run_id', NEW.run_id,"
     " 'task', NEW.name, 'status', NEW.status, 'attempt', NEW.attempt,"
-    f" 'exit_code', NEW.exit_code, 'at', {_NOW}) {_RUN_NAMES} WHERE r.id = NEW.run_id"
+    f" 'exit_code', NEW.exit_code, 'pid', NEW.pid, 'at', {_NOW}) {_RUN_NAMES}"
+    " WHERE r.id = NEW.run_id"
 )
 _ALARM_EVENT = (
     "SELECT json_object('id', NEW.id, 'project', NEW.project, 'source', NEW.source,"

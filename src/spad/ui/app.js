@@ -546,6 +546,7 @@ function onDetailEvent(kind, data) {
   if (kind === "task" && data.run_id === state.detailRun) {
     const row = state.tasks.get(data.task) || { name: data.task };
     Object.assign(row, { status: data.status, attempt: data.attempt, exit_code: data.exit_code,
+      where: data.pid || row.where,
       since: data.at });
     state.tasks.set(data.task, row);
     const old = document.querySelector(`tr[data-task="${CSS.escape(data.task)}"]`);
