@@ -1,56 +1,59 @@
 """``GET /metrics``: Prometheus text format 0.0.4, built from the store at scrape time.
 
 Labels name projects, workflows, tasks, statuses, alarm states and severities, never a run id,
-an attempt or a pid: those would make a new series at every run. Each family is one query;
-"the latest run of each workflow" is a ``max(id)`` per workflow on the ``runs_by_workflow`` index.
+an attempt or a pid: those would make a new series at every run. "The latest run of each
+workflow" is a ``max(id)`` per workflow on the ``runs_by_workflow`` index.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable
 
 from spad import procs
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-_LATEST = (
-    "SELECT w.id AS workflow_id, w.name AS workflow, p.name AS project, r.id AS run_id,"
-    " coalesce(r.status, 'not run') AS status, r.finished, r.runner_pid, r.runner_identity"
+
+def _esc(column: str) -> str:
+    """SQL that escapes a label value as the text format asks (backslash, quote, newline)."""
+    return f"replace(replace(replace({column}, '\\', '\\\\'), '\"', '\\\"'), char(10), '\\n')"
+
+
+_LATEST_RUN = "(SELECT max(id) FROM runs WHERE workflow_id = w.id)"  # on runs_by_workflow
+#: Each workflow: its labels (escaped by SQLite), its latest run's status and whether it is
+#: unfinished.
+_WORKFLOWS = (
+    f"SELECT {_esc('p.name')} AS project, {_esc('w.name')} AS workflow,"
+    " coalesce(r.status, 'not run') AS status, coalesce(r.finished = 0, 0) AS unfinished"
     " FROM workflows w JOIN projects p ON p.id = w.project_id"
-    " LEFT JOIN runs r ON r.id = (SELECT max(id) FROM runs WHERE workflow_id = w.id)"
+    f" LEFT JOIN runs r ON r.id = {_LATEST_RUN} ORDER BY p.name, w.name"
 )
+#: Each task of each workflow, as in the workflow's latest run (``not run`` when it has none).
 _TASKS = (
-    "SELECT p.name AS project, w.name AS workflow, t.name AS task,"
-    " coalesce(rt.status, 'not run') AS status, rt.attempt, rt.exit_code"
+    f'SELECT printf(\'project="%s",workflow="%s"\', {_esc("p.name")}, {_esc("w.name")}),'
+    f" {_esc('t.name')}, coalesce(rt.status, 'not run'), coalesce(rt.attempt, 0), rt.exit_code"
     " FROM tasks t JOIN workflows w ON w.id = t.workflow_id JOIN projects p ON p.id = w.project_id"
-    " LEFT JOIN run_tasks rt ON rt.name = t.name"
-    "  AND rt.run_id = (SELECT max(id) FROM runs WHERE workflow_id = w.id)"
+    f" LEFT JOIN run_tasks rt ON rt.run_id = {_LATEST_RUN} AND rt.name = t.name"
     " ORDER BY p.name, w.name, t.place"
 )
-_ALARMS = "SELECT state, severity, count(*) FROM alarms GROUP BY state, severity"
+_UNFINISHED = "SELECT runner_pid, runner_identity FROM runs WHERE finished = 0"
+_ALARMS = (
+    f"SELECT {_esc('state')}, {_esc('severity')}, count(*) FROM alarms GROUP BY state, severity"
+)
 
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _labels(**labels: object) -> str:
-    inner = ",".join(f'{key}="{_escape(str(value))}"' for key, value in labels.items())
-    return "{" + inner + "}"
-
-
-class _Family:
-    """One metric family: its HELP, TYPE and samples."""
-
-    def __init__(self, name: str, kind: str, help_text: str) -> None:
-        self.lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        self.name = name
-
-    def add(self, value: float, **labels: object) -> None:
-        number = repr(float(value)) if isinstance(value, float) else str(value)
-        self.lines.append(f"{self.name}{_labels(**labels) if labels else ''} {number}")
+HELP = {
+    "spad_up": ("gauge", "1 while spad answers."),
+    "spad_build_info": ("gauge", "spad's version, as a label."),
+    "process_resident_memory_bytes": ("gauge", "Resident memory of the spad server."),
+    "spad_workflows": ("gauge", "Workflows by the status of their latest run."),
+    "spad_workflow_running": ("gauge", "1 when the workflow's latest run is unfinished."),
+    "spad_runners": ("gauge", "Runner processes alive."),
+    "spad_tasks": ("gauge", "Tasks of each workflow's latest run, by status."),
+    "spad_task_restarts_total": ("counter", "Restarts of the task in its workflow's latest run."),
+    "spad_task_last_exit_code": ("gauge", "Exit code of the task's last ended attempt."),
+    "spad_alarms": ("gauge", "Alarms by state and severity."),
+}
 
 
 def resident_memory() -> int:
@@ -61,72 +64,63 @@ def resident_memory() -> int:
 
 
 def render(conn: sqlite3.Connection, version: str) -> bytes:
-    families = [
-        *_server(version),
-        *_workflow_families(conn.execute(_LATEST).fetchall()),
-        *_task_families(conn.execute(_TASKS).fetchall()),
-        _alarms(conn.execute(_ALARMS).fetchall()),
-    ]
-    return ("\n".join(line for f in families for line in f.lines) + "\n").encode()
-
-
-def _server(version: str) -> list[_Family]:
-    up = _Family("spad_up", "gauge", "1 while spad answers.")
-    up.add(1)
-    build = _Family("spad_build_info", "gauge", "spad's version, as a label.")
-    build.add(1, version=version)
-    memory = _Family(
-        "process_resident_memory_bytes", "gauge", "Resident memory of the spad server."
+    """The scrape: two queries over the definitions and the latest runs (label values come
+    escaped from SQLite), the alarms' counts, and the server's own numbers."""
+    samples: dict[str, list[str]] = {name: [] for name in HELP}
+    samples["spad_up"].append("spad_up 1")
+    samples["spad_build_info"].append(f'spad_build_info{{version="{_escape(version)}"}} 1')
+    samples["process_resident_memory_bytes"].append(
+        f"process_resident_memory_bytes {resident_memory()}"
     )
-    memory.add(resident_memory())
-    return [up, build, memory]
+    samples["spad_runners"].append(f"spad_runners {_runners(conn)}")
+    _workflow_samples(conn, samples)
+    _task_samples(conn, samples)
+    for state, severity, count in conn.execute(_ALARMS):
+        samples["spad_alarms"].append(
+            f'spad_alarms{{state="{state}",severity="{severity}"}} {count}'
+        )
+    lines: list[str] = []
+    for name, (kind, help_text) in HELP.items():
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples[name]]
+    return ("\n".join(lines) + "\n").encode()
 
 
-def _workflow_families(rows: Iterable[sqlite3.Row]) -> list[_Family]:
-    by_status = _Family("spad_workflows", "gauge", "Workflows by the status of their latest run.")
-    running = _Family(
-        "spad_workflow_running", "gauge", "1 when the workflow's latest run is unfinished."
-    )
-    runners = _Family("spad_runners", "gauge", "Runner processes alive.")
+def _workflow_samples(conn: sqlite3.Connection, samples: dict[str, list[str]]) -> None:
     counts: dict[tuple[str, str], int] = {}
-    alive = 0
-    for row in rows:
-        key = (row["project"], row["status"])
+    running = samples["spad_workflow_running"]
+    for project, workflow, status, unfinished in conn.execute(_WORKFLOWS):
+        key = (project, status)
         counts[key] = counts.get(key, 0) + 1
-        unfinished = row["run_id"] is not None and row["finished"] == 0
-        running.add(int(unfinished), project=row["project"], workflow=row["workflow"])
-        if unfinished and procs.is_alive(row["runner_pid"], row["runner_identity"]):
-            alive += 1
-    for (project, status), count in sorted(counts.items()):
-        by_status.add(count, project=project, status=status)
-    runners.add(alive)
-    return [by_status, running, runners]
+        running.append(
+            f'spad_workflow_running{{project="{project}",workflow="{workflow}"}} {unfinished}'
+        )
+    samples["spad_workflows"] += [
+        f'spad_workflows{{project="{project}",status="{_escape(status)}"}} {count}'
+        for (project, status), count in counts.items()
+    ]
 
 
-def _task_families(rows: Iterable[sqlite3.Row]) -> list[_Family]:
-    by_status = _Family("spad_tasks", "gauge", "Tasks of each workflow's latest run, by status.")
-    restarts = _Family(
-        "spad_task_restarts_total", "counter", "Restarts of the task in its workflow's latest run."
-    )
-    exit_codes = _Family(
-        "spad_task_last_exit_code", "gauge", "Exit code of the task's last ended attempt."
-    )
-    counts: dict[tuple[str, str, str], int] = {}
-    for row in rows:
-        project, workflow, task = row["project"], row["workflow"], row["task"]
-        key = (project, workflow, row["status"])
+def _task_samples(conn: sqlite3.Connection, samples: dict[str, list[str]]) -> None:
+    counts: dict[tuple[str, str], int] = {}
+    restarts, exit_codes = samples["spad_task_restarts_total"], samples["spad_task_last_exit_code"]
+    for workflow, task, status, attempt, exit_code in conn.execute(_TASKS):
+        key = (workflow, status)
         counts[key] = counts.get(key, 0) + 1
-        labels = {"project": project, "workflow": workflow, "task": task}
-        restarts.add(max((row["attempt"] or 0) - 1, 0), **labels)
-        if row["exit_code"] is not None:
-            exit_codes.add(row["exit_code"], **labels)
-    for (project, workflow, status), count in counts.items():
-        by_status.add(count, project=project, workflow=workflow, status=status)
-    return [by_status, restarts, exit_codes]
+        labels = f'{workflow},task="{task}"'
+        restarts.append(f"spad_task_restarts_total{{{labels}}} {max(attempt - 1, 0)}")
+        if exit_code is not None:
+            exit_codes.append(f"spad_task_last_exit_code{{{labels}}} {exit_code}")
+    samples["spad_tasks"] += [
+        f'spad_tasks{{{workflow},status="{_escape(status)}"}} {count}'
+        for (workflow, status), count in counts.items()
+    ]
 
 
-def _alarms(rows: Iterable[sqlite3.Row]) -> _Family:
-    family = _Family("spad_alarms", "gauge", "Alarms by state and severity.")
-    for state, severity, count in rows:
-        family.add(count, state=state, severity=severity)
-    return family
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _runners(conn: sqlite3.Connection) -> int:
+    """Runners alive: those of unfinished runs whose process is still the one recorded."""
+    rows = conn.execute(_UNFINISHED).fetchall()
+    return sum(procs.is_alive(pid, identity) for pid, identity in rows)
