@@ -51,3 +51,13 @@ def test_the_side_by_side_bench_runs_every_workload(tmp_path: Path) -> None:
     # machine one quick run may make it negative, so its sign is not asserted).
     assert all(isinstance(chain[side]["median"], float) for side in ("spad", "floor"))
     assert "spad/floor" in result.stdout and "supervisord" in result.stdout
+
+
+def test_the_live_view_bench_runs(tmp_path: Path) -> None:
+    out = tmp_path / "live.json"
+    result = run("bench/live.py", "--quick", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    numbers = json.loads(out.read_text())["results"]
+    assert numbers["latency"]["transitions"] > 0 and numbers["latency"]["stream_p99_ms"] > 0
+    assert numbers["scrape"]["scrape_ms"] > 0 and numbers["memory"]["spad_dashboards"] > 0
+    assert "stream/poll" in result.stdout

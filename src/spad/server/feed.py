@@ -23,7 +23,7 @@ from spad.store.sqlite import connect
 log = logging.getLogger("spad.events")
 
 #: Seconds between looks at the journal while someone listens (well within the 1 s promised).
-POLL = 0.05
+POLL = 0.025
 #: A stream client that has this many bytes of events not yet taken is dropped (it stopped
 #: reading); its memory stays bounded, and it resumes with Last-Event-ID when it comes back.
 MAX_BACKLOG = 4 * 1024 * 1024
