@@ -119,8 +119,14 @@ def test_a_task_log_follows_lines_printed_after_the_page_loaded(page: Page, serv
         'echo "printed after the page loaded"\n'
         "sleep 60\n",
     )
-    server.define("wf1", task("t1", "talk"))
-    server.call("run", project="pr1", workflow="wf1")
+    server.define("wf1", task("t0", "simple", "60", exec="parallel"), task("t1", "talk"))
+    # Neighbours, so that the screenshot (the README's) shows a dashboard at work.
+    server.define("nightly", task("fetch", "simple", "0"), task("report", "simple", "0"))
+    server.define("ingest", task("load", "error", "2", retries=0))
+    for workflow in ("nightly", "ingest", "wf1"):
+        server.call("run", project="pr1", workflow=workflow)
+    server.call("signal_raise", project="pr1", source="ana", kind="drift", severity="warning")
+    server.wait_status("ingest", "error(2)")
     sign_in(page, server)
     page.click(f"{row('pr1/wf1')}?.querySelector('a')")
     page.wait("!!document.querySelector('tr[data-task=\"t1\"]')")
@@ -131,7 +137,6 @@ def test_a_task_log_follows_lines_printed_after_the_page_loaded(page: Page, serv
     (server.home / "data" / "go").write_text("")
     page.wait(f"{log}.textContent.includes('printed after the page loaded')")
     assert page.js("document.querySelector('tr[data-task=\"t1\"]').dataset.status") == "running"
-    server.call("stop", project="pr1", workflow="wf1", force=True)
 
 
 def test_ack_an_alarm(page: Page, server: Server) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import urllib.error
 import urllib.request
 from typing import Any
@@ -93,3 +94,17 @@ def test_metrics_need_the_token_unless_public(make_server: Any) -> None:
     _, families = scrape(server, token="")
     assert samples(families, "spad_up") == {(): 1}
     assert server.post("{}", headers={"Authorization": "Bearer wrong"})[0] == 401
+
+
+def test_a_scraper_keeps_its_connection(server: Server) -> None:
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        for _ in range(3):  # one connection: GETs without a body keep it alive
+            connection.request(
+                "GET", "/metrics", headers={"Authorization": f"Bearer {server.token}"}
+            )
+            response = connection.getresponse()
+            assert response.status == 200 and b"spad_up 1" in response.read()
+    finally:
+        connection.close()

@@ -524,7 +524,7 @@ function onEvent(kind, data) {
       waiters.splice(waiters.indexOf(waiter), 1);
       waiter.resolve();
     }
-    if (key === state.selected && newRun) act("status", loadDetail);
+    if (key === state.selected) act("runs", () => (newRun ? loadDetail() : loadRuns(wf)));
   } else if (kind === "task" && data.run_id === wf.run_id) {
     if (!wf.since) {
       wf.since = data.at;
