@@ -309,8 +309,12 @@ class HttpServer:
                 return  # closed by the client
             request = Request(connection, event, "https" if self._tls else "http")
             await self.handler(request)
-            if connection.h11.their_state is h11.SEND_BODY:
-                return  # the handler did not read the body: close rather than drain it
+            # A GET's empty body is there to take; a body the handler did not read is not:
+            # close rather than drain it.
+            if connection.h11.their_state is h11.SEND_BODY and not isinstance(
+                connection.h11.next_event(), h11.EndOfMessage
+            ):
+                return
             if connection.h11.our_state is h11.MUST_CLOSE:
                 return
             try:
