@@ -178,3 +178,43 @@ def test_the_read_only_token_shows_no_action(page: Page, server: Server) -> None
     assert not set(shown) & set(ACTIONS), shown
     assert page.js("document.getElementById('mode').textContent") == "read-only"
     server.call("stop", project="pr1", workflow="wf1", force=True)
+
+
+def test_restart_force_stop_filter_and_search(page: Page, server: Server) -> None:
+    server.define("alpha", task("t1", "simple", "60"))
+    server.define("beta", task("t1", "simple", "0"))
+    server.call("run", project="pr1", workflow="beta")
+    server.wait_status("beta", "success0")
+    sign_in(page, server)
+    page.click(button("Run", row("pr1/alpha")))
+    page.wait(f"{status_of('pr1/alpha')} === 'running'")
+    first_run = server.status("alpha")["run_id"]
+
+    page.click(button("Restart", row("pr1/alpha")))
+    page.click(button("Confirm"))
+    page.wait(f"{row('pr1/alpha')}?.children[3].textContent === '{first_run + 1}'")
+    page.wait(f"{status_of('pr1/alpha')} === 'running'")
+    assert server.status("alpha")["run_id"] == first_run + 1
+
+    visible = "[...document.querySelectorAll('tr[data-workflow]')].map(r => r.dataset.workflow)"
+    page.js(
+        "document.getElementById('filter').value = 'active';"
+        " document.getElementById('filter').dispatchEvent(new Event('change'))"
+    )
+    assert page.wait(f"{visible}.join() === 'pr1/alpha'")
+    page.js(
+        "document.getElementById('filter').value = '';"
+        " document.getElementById('filter').dispatchEvent(new Event('change'))"
+    )
+    page.type("document.getElementById('search')", "bet")
+    assert page.wait(f"{visible}.join() === 'pr1/beta'")
+    page.js(
+        "document.getElementById('search').value = '';"
+        " document.getElementById('search').dispatchEvent(new Event('input'))"
+    )
+
+    page.click(button("Force stop", row("pr1/alpha")))
+    page.click(button("Confirm"))
+    page.wait(f"{status_of('pr1/alpha')} === 'stopped'")
+    page.click(f"{row('pr1/alpha')}?.querySelector('a')")
+    page.wait("document.querySelector('tr[data-task=\"t1\"]')?.dataset.status === 'killed'")
