@@ -175,8 +175,11 @@ class Api:
 
     async def live(self, request: Request, read_only: bool = False) -> None:
         """The live view's reads: the event stream, the metrics, what the dashboard shows."""
-        if request.path == "/events" and self.feed is not None:
-            await stream.serve(request, self.feed)
+        if request.path == "/events":
+            if self.feed is None:
+                await refusal(request, 404, -32601, "no event stream here", "not_found")
+            else:
+                await stream.serve(request, self.feed)
         elif request.path == "/metrics":
             from spad.server import metrics
 
