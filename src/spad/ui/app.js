@@ -110,6 +110,7 @@ async function signIn(event) {
 function signOut(why) {
   sessionStorage.removeItem(TOKEN_KEY);
   state.token = null;
+  state.lastEventId = null;
   if (state.stream) state.stream.abort();
   stopLog();
   state.workflows.clear();
@@ -142,9 +143,14 @@ function start(info) {
   $("#sign-out").hidden = false;
   document.body.classList.toggle("read-only", state.readOnly);
   act("loading", async () => {
+    // Where the journal stands before the first look: the stream starts there, so nothing
+    // that happens while the page loads is missed.
+    if (state.lastEventId === null) {
+      state.lastEventId = String((await rpc("events", { limit: 1 })).last_id);
+    }
+    connect();
     await Promise.all([loadWorkflows(), loadAlarms()]);
   });
-  connect();
 }
 
 // -- workflows --------------------------------------------------------------------------
@@ -558,11 +564,16 @@ function onDetailEvent(kind, data) {
   }
 }
 
+function reloadAll() {
+  act("loading", () => Promise.all([loadWorkflows(), loadAlarms()]));
+}
+
 function dispatch(block) {
   let id = null;
   let kind = "message";
   const data = [];
   for (const line of block.split("\n")) {
+    if (line.startsWith(":") && line.includes("are gone")) reloadAll(); // resumed too late
     if (!line || line.startsWith(":")) continue;
     const colon = line.indexOf(":");
     const field = colon < 0 ? line : line.slice(0, colon);
