@@ -77,6 +77,6 @@ def _print(ctx: Context, event: ServerEvent) -> None:
     if ctx.as_json:
         text = json.dumps({"id": event.id, "kind": event.kind, **event.data}, ensure_ascii=False)
     else:
-        text = livefeed.line(event)
+        text = livefeed.line(event, ctx.utc)
     click.echo(text)
     sys.stdout.flush()

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 from spad.client import Client, ServerError, ServerEvent, Unreachable
+from spad.tables import local_time, printable
 
 #: Seconds between attempts to get the stream back, doubling up to the last.
 RECONNECT = (0.5, 1.0, 2.0, 5.0)
@@ -41,34 +41,13 @@ def matches(event: ServerEvent, project: str | None, workflow: str | None) -> bo
     return workflow is None or data.get("workflow") == workflow
 
 
-def printable(text: Any) -> str:
-    """Text from tasks and alarms as text: control characters shown escaped."""
-    value = str(text)
-    if value.isprintable():
-        return value
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
-
-
-def local_time(iso: str | None) -> str:
-    """``2026-11-28T04:08:31.123Z`` as the local time ``05:08:31.123``."""
-    if not iso:
-        return "-"
-    try:
-        seconds = time.mktime(time.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone
-    except ValueError:
-        return printable(iso)
-    if time.localtime(seconds).tm_isdst > 0:
-        seconds += time.timezone - time.altzone
-    return time.strftime("%H:%M:%S", time.localtime(seconds)) + iso[19:23]
-
-
-def line(event: ServerEvent) -> str:
+def line(event: ServerEvent, utc: bool = False) -> str:
     data = event.data
-    at = local_time(data.get("at"))
+    at = local_time(data.get("at"), utc)
     if event.kind == "alarm":
         what = f"alarm {data.get('id')} {data.get('project') or '-'}/{data.get('source')}"
         detail = f"{data.get('kind')} {data.get('severity')} {data.get('message') or ''}"
-        return printable(f"{at}  {what}  {data.get('state')}  {detail}".rstrip())
+        return printable(f"{at}  {what}  {data.get('state')}  {detail}".rstrip(" "))
     where = f"{data.get('project')}/{data.get('workflow')}"
     if event.kind == "task":
         where += f"/{data.get('task')}"

@@ -8,10 +8,7 @@ last, so a script can read it.
 
 from __future__ import annotations
 
-import calendar
-import io
 import queue
-import shutil
 import sys
 import threading
 import time
@@ -20,28 +17,13 @@ from typing import Any
 
 import click
 
-from spad import livefeed
 from spad.cli_context import Context, pass_ctx
 from spad.client import ServerEvent
 from spad.eventcmd import stream
+from spad.tables import Column, cell, render, since, width
 
 FRAMES_PER_SECOND = 10
 CLEAR = "\x1b[H\x1b[2J"
-
-
-def age(iso: str | None, now: float) -> str:
-    """How long ago ``iso`` was: ``42s``, ``3m``, ``5h``, ``2d``."""
-    if not iso:
-        return "-"
-    try:
-        then = calendar.timegm(time.strptime(iso[:19], "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
-        return "-"
-    seconds = max(0, int(now - then))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
 
 
 class WatchState:
@@ -112,19 +94,19 @@ class WatchState:
 
     def rows(self, now: float) -> tuple[list[str], list[list[str]]]:
         if self.workflow is not None:
-            header = ["task", "status", "attempt", "exit", "pid/job", "since"]
+            header = [c.title for c in TASK_COLUMNS]
             return header, [
                 [
                     name,
                     row["status"],
-                    _cell(row["attempt"]),
-                    _cell(row["exit_code"]),
-                    _cell(row["pid"]),
-                    age(row["since"], now),
+                    cell(row["attempt"]),
+                    cell(row["exit_code"]),
+                    cell(row["pid"]),
+                    since(row["since"], now),
                 ]
                 for name, row in self.tasks.items()
             ]
-        header = ["project", "workflow", "status", "run", "restarts", "since"]
+        header = [c.title for c in WORKFLOW_COLUMNS]
         rows = []
         for (project, name), entry in sorted(self.workflows.items()):
             restarts = sum(max(a - 1, 0) for a in entry["attempts"].values())
@@ -133,33 +115,37 @@ class WatchState:
                     project,
                     name,
                     entry["status"],
-                    _cell(entry["run_id"]),
+                    cell(entry["run_id"]),
                     str(restarts),
-                    age(entry["since"], now),
+                    since(entry["since"], now),
                 ]
             )
         return header, rows
 
 
-def _cell(value: Any) -> str:
-    return "-" if value is None else livefeed.printable(value)
+TASK_COLUMNS = (
+    Column("task", keep=True),
+    Column("status", keep=True),
+    Column("attempt", right=True),
+    Column("exit", right=True),
+    Column("pid/job", right=True),
+    Column("since", right=True),
+)
+WORKFLOW_COLUMNS = (
+    Column("project", keep=True),
+    Column("workflow", keep=True),
+    Column("status", keep=True),
+    Column("run", right=True),
+    Column("restarts", right=True),
+    Column("since", right=True),
+)
 
 
-def render(state: WatchState, title: str, width: int) -> str:
-    from rich.console import Console
-    from rich.table import Table
-
-    header, rows = state.rows(time.time())
-    table = Table(box=None, pad_edge=False)
-    for column in header:
-        table.add_column(column, no_wrap=True)
-    for row in rows:
-        table.add_row(*row)
-    out = io.StringIO()
-    console = Console(file=out, width=width, highlight=False, color_system=None)
-    console.print(title, soft_wrap=True)
-    console.print(table)
-    return out.getvalue()
+def render_frame(state: WatchState, title: str, limit: int | None) -> str:
+    """The view as text that fits ``limit`` columns (names and statuses are never cut)."""
+    _, rows = state.rows(time.time())
+    columns = TASK_COLUMNS if state.workflow is not None else WORKFLOW_COLUMNS
+    return title + "\n" + render(columns, rows, limit, wide=False) + "\n"
 
 
 @click.command()
@@ -184,10 +170,10 @@ def watch(ctx: Context, project: str | None, workflow: str | None) -> None:
                 state.add_workflow(entry["name"], wf["name"], status)
     title = f"{project}/{workflow}" if workflow else (project or "every project")
     terminal = sys.stdout.isatty()
-    width = shutil.get_terminal_size().columns if terminal else 100
 
     def draw() -> None:
-        frame = render(state, f"spad watch · {title} · {ctx.client.url} · Ctrl-C ends", width)
+        heading = f"spad watch · {title} · {ctx.client.url} · Ctrl-C ends"
+        frame = render_frame(state, heading, width())
         click.echo(CLEAR + frame if terminal else frame, nl=not terminal)
         sys.stdout.flush()
 

@@ -138,5 +138,5 @@ def test_watch_shows_every_workflow(server: Server, running: Any) -> None:
     wait_for(lambda: "wf2       error(2)" in view.text)
     last = view.text.rsplit("spad watch", 1)[1]
     assert "pr1      wf1       not run" in last
-    assert "error(2)  1    1" in last  # run 1, one restart
+    assert "error(2)    1         1" in last  # run 1, one restart
     assert view.interrupt() == 0
