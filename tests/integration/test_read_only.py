@@ -17,6 +17,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "create": {"project": {"name": "pr1", "workflows": [{"name": "wf9", "tasks": []}]}},
     "run": {"project": "pr1", "workflow": "wf1"},
     "stop": {"project": "pr1", "workflow": "wf1"},
+    "restart": {"project": "pr1", "workflow": "wf1"},
     "delete": {"project": "pr1", "workflow": "wf1"},
     "set_status": {"project": "pr1", "workflow": "wf1", "task": "t1", "status": "waiting"},
     "select_project": {"project": "pr1"},

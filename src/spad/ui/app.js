@@ -188,7 +188,8 @@ async function loadWorkflows() {
     state.attempts.set(key, new Map(tasks.map((t) => [t.name, t.attempt || 0])));
     state.workflows.set(key, {
       project: wf.project, name: wf.name, status: wf.status, run_id: wf.run_id,
-      since: sinceOf(wf.status, tasks), restarts: restartsOf(state.attempts.get(key)),
+      since: sinceOf(wf.status, tasks),
+      restarts: wf.restarts ?? restartsOf(state.attempts.get(key)),
     });
   });
   renderWorkflows();
@@ -196,11 +197,11 @@ async function loadWorkflows() {
 
 function sinceOf(status, tasks) {
   // The time it entered its status, as well as the rows tell it: the run's first start
-  // while it runs, its last end once it ended (the event stream tells it exactly after).
+  // while it runs, its tasks' last change once it ended (the stream tells it exactly after).
   const starts = tasks.map((t) => t.started_at).filter(Boolean).sort();
-  const ends = tasks.map((t) => t.ended_at).filter(Boolean).sort();
+  const changes = tasks.map((t) => t.since || t.ended_at).filter(Boolean).sort();
   if (ACTIVE.has(status)) return starts[0] || null;
-  return ends[ends.length - 1] || null;
+  return changes[changes.length - 1] || null;
 }
 
 function restartsOf(attempts) {
@@ -286,20 +287,8 @@ async function stopWorkflow(wf, force) {
 }
 
 async function restartWorkflow(wf) {
-  // Graceful stop, then run again once the stop ended (told by the event stream).
-  await act("Restart", async () => {
-    const key = `${wf.project}/${wf.name}`;
-    const ended = waitFor(key, (status) => !ACTIVE.has(status));
-    await rpc("stop", { project: wf.project, workflow: wf.name });
-    await ended;
-    await rpc("run", { project: wf.project, workflow: wf.name });
-  });
-}
-
-const waiters = [];
-
-function waitFor(key, predicate) {
-  return new Promise((resolve) => waiters.push({ key, predicate, resolve }));
+  // The server stops it gracefully and runs it again once it ended.
+  await act("Restart", () => rpc("restart", { project: wf.project, workflow: wf.name }));
 }
 
 function confirmThen(text, work) {
@@ -336,7 +325,7 @@ async function loadDetail() {
     `${state.selected} · ${result.run_id === null ? "never run" : `run ${result.run_id}`}`;
   state.tasks = new Map(result.tasks.map((t) => [t.name, {
     name: t.name, status: t.status, attempt: t.attempt, exit_code: t.exit_code,
-    where: t.job || t.pid, since: t.ended_at || t.started_at,
+    where: t.job || t.pid, since: t.since || t.ended_at || t.started_at,
   }]));
   renderTasks();
   renderDetailActions();
@@ -526,10 +515,6 @@ function onEvent(kind, data) {
     Object.assign(wf, { status: data.status, run_id: data.run_id, since: data.at });
     if (newRun) state.attempts.set(key, new Map());
     updateWorkflowRow(key);
-    for (const waiter of waiters.filter((w) => w.key === key && w.predicate(data.status))) {
-      waiters.splice(waiters.indexOf(waiter), 1);
-      waiter.resolve();
-    }
     if (key === state.selected) act("runs", () => (newRun ? loadDetail() : loadRuns(wf)));
   } else if (kind === "task" && data.run_id === wf.run_id) {
     if (!wf.since) {
