@@ -259,7 +259,7 @@ def l4_trigger_cost(changes: int) -> dict[str, Any]:
         started = time.perf_counter()
         conn.execute("BEGIN")
         for number in range(changes):
-            runs.update_task(conn, run_id, "t", status="running" if number % 2 else "rerun")
+            runs.set_task_status(conn, run_id, "t", "running" if number % 2 else "rerun")
         conn.execute("COMMIT")
         return (time.perf_counter() - started) * 1e6 / changes
 

@@ -206,8 +206,10 @@ def record_transition(
     new: str,
     details: dict[str, Any],
 ) -> None:
-    """Every change passes here, in the transaction that wrote it: the place where an event
-    for the live view, the metrics and the hooks is appended (``task`` None: the run's own)."""
+    """Every change passes here, in the transaction that wrote it (``task`` None: the run's
+    own). The event for the live view and the hooks is appended by the store itself: a trigger
+    on the status column (migration 5) writes it in the same statement, so it holds for every
+    writer, alarms included; nothing more is needed here."""
 
 
 # -- the store operation of each task event -------------------------------------------------

@@ -215,7 +215,7 @@ def test_the_journal_keeps_the_newest_events(conn: sqlite3.Connection, tmp_path:
     run_id = runs.create(conn, 1, [])
     with transaction(conn):
         for number in range(EVENTS_KEPT + 50):
-            runs.update(conn, run_id, status=f"error({number % 2 + 1})")
+            runs.end(conn, run_id, f"error({number % 2 + 1})", finished=False)
     count, oldest, newest = conn.execute("SELECT count(*), min(id), max(id) FROM events").fetchone()
     assert count == EVENTS_KEPT
     assert newest - oldest + 1 == EVENTS_KEPT
@@ -226,7 +226,8 @@ def test_writing_the_same_status_again_is_no_event(conn: sqlite3.Connection) -> 
     conn.execute("INSERT INTO projects (ext_id, name) VALUES (1, 'pr1')")
     conn.execute("INSERT INTO workflows (project_id, ext_id, name) VALUES (1, 1, 'wf1')")
     run_id = runs.create(conn, 1, [])
-    runs.update(conn, run_id, status="running", runner_pid=1)
-    runs.update(conn, run_id, status="stopping")
+    runs.set_runner(conn, run_id, 1, None)
+    runs.mark_stopping(conn, run_id)
+    runs.mark_stopping(conn, run_id)
     kinds = conn.execute("SELECT kind, data ->> '$.status' FROM events ORDER BY id").fetchall()
     assert [tuple(k) for k in kinds] == [("workflow", "running"), ("workflow", "stopping")]
