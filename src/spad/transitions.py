@@ -208,7 +208,7 @@ def record_transition(
 ) -> None:
     """Every change passes here, in the transaction that wrote it (``task`` None: the run's
     own). The event for the live view and the hooks is appended by the store itself: a trigger
-    on the status column (migration 5) writes it in the same statement, so it holds for every
+    on the status column (migration 6) writes it in the same statement, so it holds for every
     writer, alarms included; nothing more is needed here."""
 
 

@@ -1,4 +1,4 @@
-"""The event journal (``events``), written by the store's triggers (see migration 5)."""
+"""The event journal (``events``), written by the store's triggers (see migration 6)."""
 
 from __future__ import annotations
 
