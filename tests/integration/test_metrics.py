@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import spad
 from tests.conftest import Server, task, wait_for
 
 FORBIDDEN_LABELS = {"run_id", "run", "attempt", "pid"}
@@ -44,7 +45,7 @@ def test_the_contract_names_with_their_labels(server: Server) -> None:
     content_type, families = scrape(server)
     assert content_type.startswith("text/plain; version=0.0.4")
     assert samples(families, "spad_up") == {(): 1}
-    assert samples(families, "spad_build_info") == {(("version", "0.1.0"),): 1}
+    assert samples(families, "spad_build_info") == {(("version", spad.__version__),): 1}
     assert samples(families, "spad_workflows") == {
         (("project", "pr1"), ("status", "error(4)")): 1,
         (("project", "pr1"), ("status", "running")): 1,

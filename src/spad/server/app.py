@@ -9,6 +9,7 @@ Every refusal has a JSON error body in JSON-RPC's shape, so ``curl`` users see w
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import os
@@ -16,6 +17,7 @@ import socket
 import urllib.parse
 from pathlib import Path
 
+import spad
 from spad.areas import DEFAULT_MAX_FILE
 from spad.errors import Forbidden
 from spad.home import MIN_TOKEN, Home
@@ -27,12 +29,17 @@ from spad.server.replies import refusal, refuse
 from spad.server.service import Service
 from spad.server.signins import FailedSignIns
 from spad.store import audit
-from spad.version import version
 
 log = logging.getLogger("spad.http")
 MAX_BODY = 16 * 1024 * 1024
 FILES = "/files/"
 LIVE = ("/events", "/metrics", "/info")
+
+
+@functools.cache
+def version() -> str:
+    """spad's version, looked up at the first scrape or dashboard (not at every start)."""
+    return str(spad.__version__)
 
 
 class TokenCheck:
