@@ -130,11 +130,7 @@ class Api:
                 "forbidden",
             )
             return
-        if request.method == "GET" and ui.is_ui(request.path):
-            await ui.serve(request)
-            return
-        if self.public_metrics and request.method == "GET" and request.path == "/metrics":
-            await self.live(request)
+        if await self.without_token(request):
             return
         header = request.headers.get("authorization", "")
         full = self.token.accepts(header)
@@ -179,6 +175,17 @@ class Api:
                 " GET /metrics, GET /ui/)",
                 "not_found",
             )
+
+    async def without_token(self, request: Request) -> bool:
+        """Serve what needs no token: the dashboard's files, and the metrics when spad.toml
+        makes them public. True when it was that."""
+        if request.method == "GET" and ui.is_ui(request.path):
+            await ui.serve(request)
+            return True
+        if self.public_metrics and request.method == "GET" and request.path == "/metrics":
+            await self.live(request)
+            return True
+        return False
 
     async def live(self, request: Request, read_only: bool = False) -> None:
         """The live view's reads: the event stream, the metrics, what the dashboard shows."""

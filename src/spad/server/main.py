@@ -156,7 +156,7 @@ def read_only_token(home: homes.Home, rotate: bool) -> int:
 
     path = home.root / READ_ONLY_FILE
     if rotate or not path.exists():
-        provision.write_token(home, secrets.token_urlsafe(32), path)
+        provision.write_token(home, provision.new_token(), path)
     print(path.read_text().strip())
     return 0
 
