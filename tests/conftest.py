@@ -323,3 +323,14 @@ def postgres() -> Iterator[Any]:
     cluster.start()
     yield cluster
     cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[Any]:
+    """A single-node Slurm cluster (scripts/slurm-cluster installs Slurm when missing)."""
+    from tests import slurm
+
+    with slurm.session() as (cluster, why):
+        if cluster is None:
+            pytest.skip(f"SLURM TESTS SKIPPED: {why}")
+        yield cluster

@@ -90,6 +90,7 @@ def dump(
                 "id": wf["ext_id"],
                 "name": wf["name"],
                 "on_failure": wf["on_failure"],
+                "executor": wf["executor"],
                 "tasks": [defs.task_as_dict(t) for t in task_rows],
             }
         )
@@ -115,12 +116,14 @@ def _create_workflow(
 ) -> dict[str, Any]:
     row = defs.workflow(conn, project_id, wf.name)
     if row is None:
-        workflow_id = defs.insert_workflow(conn, project_id, wf.name, wf.id, wf.policy)
+        workflow_id = defs.insert_workflow(
+            conn, project_id, wf.name, wf.id, wf.policy, wf.executor or "local"
+        )
         is_new = True
     else:
         _refuse_if_running(conn, row, project, "changed")
         workflow_id = row["id"]
-        defs.update_workflow(conn, workflow_id, wf.id, wf.on_failure)
+        defs.update_workflow(conn, workflow_id, wf.id, wf.on_failure, wf.executor)
         is_new = False
     for task in wf.tasks:
         if defs.task(conn, workflow_id, task.name) is not None:
@@ -143,9 +146,9 @@ def _update_workflow(
     if not wf.tasks:
         defs.delete_workflow(conn, row["id"])
         ext_id = wf.id if wf.id is not None else row["ext_id"]
-        defs.insert_workflow(conn, project_id, wf.name, ext_id, wf.policy)
+        defs.insert_workflow(conn, project_id, wf.name, ext_id, wf.policy, wf.executor or "local")
         return {"name": wf.name, "whole": True, "tasks": []}
-    defs.update_workflow(conn, row["id"], wf.id, wf.on_failure)
+    defs.update_workflow(conn, row["id"], wf.id, wf.on_failure, wf.executor)
     for task in wf.tasks:
         old = _existing_task(conn, row, project, task.name)
         defs.delete_task(conn, old["id"])

@@ -35,6 +35,9 @@ Seconds = Annotated[float, Meta(ge=0, le=MAX_SECONDS)]
 Id = Annotated[int, Meta(ge=0, le=2**62)]
 Exec = Literal["parallel", "await"]
 OnFailure = Literal["stop", "continue"]
+#: Where a task runs: spad's own machine, or a job of a Slurm cluster.
+ExecutorName = Literal["local", "slurm"]
+MAX_SLURM_ARGS = 100
 
 
 class FieldError(ValueError):
@@ -110,10 +113,16 @@ class TaskSpec(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     idle_timeout: Seconds = 0.0
     #: Bytes, or ``"512M"``; None: no limit.
     memory_max: int | str | None = None
+    #: None: the workflow's executor.
+    executor: ExecutorName | None = None
+    #: The task's own ``sbatch`` arguments.
+    slurm_args: Annotated[list[str], Meta(max_length=MAX_SLURM_ARGS)] = []
 
     def __post_init__(self) -> None:
         _name("name", self.name)
         _name("function", self.function)
+        for index, arg in enumerate(self.slurm_args):
+            _no_nul(f"slurm_args[{index}]", arg)
         if self.memory_max is not None:
             try:
                 force_setattr(self, "memory_max", memory_size(self.memory_max))
@@ -141,6 +150,8 @@ class WorkflowSpec(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     name: str
     #: None when not given: a new workflow then stops on failure, an existing one keeps its own.
     on_failure: OnFailure | None = None
+    #: None when not given: a new workflow then runs locally, an existing one keeps its own.
+    executor: ExecutorName | None = None
     tasks: Annotated[list[TaskSpec], Meta(max_length=MAX_TASKS)] = []
 
     def __post_init__(self) -> None:
@@ -180,6 +191,8 @@ class TaskRef(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     timeout: float | None = None
     idle_timeout: float | None = None
     memory_max: int | str | None = None
+    executor: ExecutorName | None = None
+    slurm_args: list[str] | None = None
 
     def __post_init__(self) -> None:
         _name("name", self.name)
@@ -191,6 +204,7 @@ class WorkflowRef(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True)
     id: Id | None = None
     name: str
     on_failure: OnFailure | None = None
+    executor: ExecutorName | None = None
     tasks: Annotated[list[TaskRef], Meta(max_length=MAX_TASKS)] | None = None
 
     def __post_init__(self) -> None:

@@ -13,6 +13,8 @@ import re
 NOT_RUN = "not run"
 #: Set for every task of a run when the run starts.
 NEW = "new"
+#: Submitted to a scheduler (Slurm), not started by it yet.
+QUEUED = "queued"
 #: The process is alive (or the workflow is going on).
 RUNNING = "running"
 #: Set by the task itself through ``set_status``; a graceful stop leaves it alone.
@@ -34,7 +36,7 @@ TIMEOUT = "timeout"
 _PARAMETRISED = re.compile(r"(error|terminated|immortal)\((-?\d+)\)")
 
 #: A task in one of these has a live process, or is about to.
-TASK_ACTIVE = frozenset({NEW, RUNNING, WAITING, RERUN, STOPPING})
+TASK_ACTIVE = frozenset({NEW, QUEUED, RUNNING, WAITING, RERUN, STOPPING})
 #: A workflow in one of these has a runner at work.
 WORKFLOW_ACTIVE = frozenset({RUNNING, STOPPING})
 #: What ``set_status`` may set.

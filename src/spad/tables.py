@@ -182,7 +182,7 @@ def status_table(result: dict[str, Any], wide: bool = False, utc: bool = False) 
             cell(task["exit_code"]),
             cell(task["function"]),
             params(task["params"]),
-            cell(task["pid"]),
+            where(task),
             cell(task["exec"]),
             local_time(task["started_at"], utc),
             local_time(task["ended_at"], utc),
@@ -191,6 +191,13 @@ def status_table(result: dict[str, Any], wide: bool = False, utc: bool = False) 
         for task in result["tasks"]
     ]
     print_table(columns, rows, wide)
+
+
+def where(task: dict[str, Any]) -> str:
+    """The pid of a local task; ``job N`` for a Slurm job, in the same column."""
+    if task.get("job") is not None:
+        return f"job {cell(task['job'])}"
+    return cell(task["pid"])
 
 
 def workflows_table(result: dict[str, Any], project: str | None, wide: bool, utc: bool) -> None:

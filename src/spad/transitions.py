@@ -62,6 +62,11 @@ SET_WAITING = "set_waiting"
 SET_RUNNING = "set_running"
 #: Its runner died; the server records what the run left.
 SWEEP = "sweep"
+#: A queued job (Slurm) began to run.
+STARTED = "started"
+#: Its runner died and its job had ended by itself meanwhile: how it ended, recorded by the
+#: server (a Slurm job keeps its exit status after its runner is gone).
+SETTLE = "settle"
 
 _ERROR, _TERMINATED, _IMMORTAL = "error", "terminated", "immortal"
 _ENDED = frozenset({states.SUCCESS, _ERROR, _TERMINATED})
@@ -73,15 +78,18 @@ _BY_STOP_OR_TIMEOUT = _BY_STOP | {states.TIMEOUT}
 
 #: ``(kind of the current status, event) -> kinds it may move to``.
 TASK_MOVES: dict[tuple[str, str], frozenset[str]] = {
-    # NEW -> RUNNING, RERUN -> RUNNING
-    (states.NEW, LAUNCH): frozenset({states.RUNNING}),
-    (states.RERUN, LAUNCH): frozenset({states.RUNNING}),
+    # NEW -> RUNNING | QUEUED, RERUN -> RUNNING | QUEUED (a job waiting for its scheduler)
+    (states.NEW, LAUNCH): frozenset({states.RUNNING, states.QUEUED}),
+    (states.RERUN, LAUNCH): frozenset({states.RUNNING, states.QUEUED}),
+    # QUEUED -> RUNNING
+    (states.QUEUED, STARTED): frozenset({states.RUNNING}),
     # NEW -> error(126|127)
     (states.NEW, START_FAILED): frozenset({_ERROR}),
     (states.RERUN, START_FAILED): frozenset({_ERROR}),
     # RUNNING -> success0 | error(N) | terminated(-N)
     (states.RUNNING, END): _ENDED,
     (states.WAITING, END): _ENDED,
+    (states.QUEUED, END): _ENDED,
     # STOPPING -> STOPPED | KILLED
     (states.STOPPING, END): _BY_STOP_OR_TIMEOUT,
     # error(N) -> RERUN
@@ -91,6 +99,7 @@ TASK_MOVES: dict[tuple[str, str], frozenset[str]] = {
     # RUNNING -> STOPPING
     (states.RUNNING, STOP): frozenset({states.STOPPING}),
     (states.WAITING, STOP): frozenset({states.STOPPING}),
+    (states.QUEUED, STOP): frozenset({states.STOPPING}),
     # RERUN -> STOPPED (a graceful stop) | KILLED (a hard one); NEW -> NOT_RUN
     (states.RERUN, CANCEL): _BY_STOP,
     (states.NEW, CANCEL): frozenset({states.NOT_RUN}),
@@ -99,12 +108,20 @@ TASK_MOVES: dict[tuple[str, str], frozenset[str]] = {
     (_IMMORTAL, DIED): frozenset({states.KILLED}),
     # RUNNING <-> WAITING
     (states.RUNNING, SET_WAITING): frozenset({states.WAITING}),
+    # a job may set itself waiting before its runner saw it leave the queue
+    (states.QUEUED, SET_WAITING): frozenset({states.WAITING}),
     (states.WAITING, SET_RUNNING): frozenset({states.RUNNING}),
     # a dead runner's tasks that had started: KILLED (those that never did are cancelled)
     (states.RUNNING, SWEEP): _KILLED,
     (states.WAITING, SWEEP): _KILLED,
     (states.RERUN, SWEEP): _KILLED,
     (states.STOPPING, SWEEP): _KILLED,
+    (states.QUEUED, SWEEP): _KILLED,
+    # a dead runner's job that ended by itself: how it ended
+    (states.RUNNING, SETTLE): _ENDED,
+    (states.WAITING, SETTLE): _ENDED,
+    (states.QUEUED, SETTLE): _ENDED,
+    (states.STOPPING, SETTLE): _ENDED,
 }
 
 # -- workflow run events --------------------------------------------------------------------
@@ -265,6 +282,13 @@ def _set_by_task(
     return runs.set_task_status_if(conn, run_id, task, status, current)
 
 
+def _started(
+    conn: sqlite3.Connection, run_id: int, task: str, status: str, current: str, **d: Any
+) -> bool:
+    # A job that set itself waiting first stays waiting.
+    return runs.task_started(conn, run_id, task, status)
+
+
 _TASK_WRITERS = {
     LAUNCH: _launched,
     START_FAILED: _not_started,
@@ -277,4 +301,6 @@ _TASK_WRITERS = {
     SET_WAITING: _set_by_task,
     SET_RUNNING: _set_by_task,
     SWEEP: _closed,
+    STARTED: _started,
+    SETTLE: _ended,
 }

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO
 
 
@@ -61,3 +63,13 @@ def test_the_live_view_bench_runs(tmp_path: Path) -> None:
     assert numbers["latency"]["transitions"] > 0 and numbers["latency"]["stream_p99_ms"] > 0
     assert numbers["scrape"]["scrape_ms"] > 0 and numbers["memory"]["spad_dashboards"] > 0
     assert "stream/poll" in result.stdout
+
+
+@pytest.mark.timeout(600)  # the first test to use the cluster may wait for apt-get
+def test_the_slurm_bench_runs(tmp_path: Path, slurm_cluster: object) -> None:
+    out = tmp_path / "slurm.json"
+    result = run("bench/slurm.py", "--jobs", "3", "--rounds", "1", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "spad/bare" in result.stdout
+    table = json.loads(out.read_text())["results"]
+    assert table["start"]["spad"][0] > 0 and table["stop"]["bare"][0] > 0

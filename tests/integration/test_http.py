@@ -160,7 +160,10 @@ def test_status_before_any_run_shows_every_task_not_run(server: Server) -> None:
         "since",
         "next_attempt_at",
         "memory",
+        "executor",
+        "job",
     }
+    assert (state["tasks"][0]["executor"], state["tasks"][0]["job"]) == ("local", None)
 
 
 def test_list_and_the_current_project_survive_a_restart(home: Path, make_server) -> None:

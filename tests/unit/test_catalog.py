@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from spad import catalog
-from spad.errors import Conflict, Forbidden, NotFound
+from spad.errors import Conflict, Forbidden, InvalidParams, NotFound
 from spad.model import parse_ref, parse_spec
 from spad.store import definitions as defs
 from spad.store import runs
@@ -53,7 +53,10 @@ def test_create_then_dump_gives_the_seed_back_with_defaults(conn: sqlite3.Connec
         "timeout": 0.0,
         "idle_timeout": 0.0,
         "memory_max": None,
+        "executor": None,  # the workflow's
+        "slurm_args": [],
     }
+    assert dumped["context"]["project"]["workflows"][0]["executor"] == "local"
     assert dumped["context"]["project"]["id"] == 1
     assert [w["name"] for w in dumped["context"]["project"]["workflows"]] == ["wf1", "wf2"]
 
@@ -244,3 +247,39 @@ def test_dump_of_a_missing_thing_is_not_found(conn: sqlite3.Connection) -> None:
     for args in (("nope",), ("pr1", "nope"), ("pr1", "wf1", "nope"), ("pr1", None, "t11")):
         with pytest.raises(NotFound):
             catalog.dump(conn, *args)
+
+
+def test_executor_on_workflow_and_task_is_kept_and_dumped(conn: sqlite3.Connection) -> None:
+    create(
+        conn,
+        tree(
+            [
+                {
+                    "name": "w",
+                    "executor": "slurm",
+                    "tasks": [
+                        task("a"),
+                        task("b", executor="local"),
+                        task("c", slurm_args=["--time=5"]),
+                    ],
+                }
+            ]
+        ),
+    )
+    wf = catalog.dump(conn, "pr1", "w")["context"]["project"]["workflows"][0]
+    assert wf["executor"] == "slurm"
+    assert [(t["executor"], t["slurm_args"]) for t in wf["tasks"]] == [
+        (None, []),
+        ("local", []),
+        (None, ["--time=5"]),
+    ]
+    before = catalog.dump(conn, "pr1")
+    update(conn, before)
+    assert catalog.dump(conn, "pr1") == before
+
+
+def test_an_unknown_executor_is_invalid_and_names_the_field() -> None:
+    with pytest.raises(InvalidParams, match=r"workflows\[0\]\.executor"):
+        parse_spec(tree([{"name": "w", "executor": "k8s", "tasks": [task("a")]}]))
+    with pytest.raises(InvalidParams, match=r"tasks\[0\]\.slurm_args"):
+        parse_spec(tree([{"name": "w", "tasks": [task("a", slurm_args="--time=5")]}]))

@@ -323,8 +323,6 @@ def test_a_new_executor_is_one_module_and_one_line(
 def test_the_engine_runs_each_task_on_the_executor_its_definition_names(
     make_run: MakeRun, conn: sqlite3.Connection
 ) -> None:
-    # The column the definitions grow when a second executor can be named.
-    conn.execute("ALTER TABLE run_tasks ADD COLUMN executor TEXT")
     run = make_run(task("a"), task("b"))
     conn.execute("UPDATE run_tasks SET executor = 'elsewhere' WHERE name = 'b'")
     asked: list[str] = []
@@ -349,7 +347,6 @@ def test_the_server_has_the_executor_reclaim_what_a_dead_runner_left(
     from spad.server.supervisor import Supervisor
 
     monkeypatch.setitem(executors.REGISTRY, "fake", "tests.unit.fake_executor")
-    conn.execute("ALTER TABLE run_tasks ADD COLUMN executor TEXT")
     run = make_run(task("a", exec="parallel"), task("b"))
     conn.execute("UPDATE run_tasks SET executor = 'fake'")
     run.engine.start()  # its runner dies here, both tasks running (on the fake, as named)

@@ -29,13 +29,14 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta, Struct
 
 from spad import retention
 from spad.errors import HomeError
+from spad.executors import slurm_config
 from spad.model import FieldError, describe
 from spad.names import check_name
 
@@ -126,6 +127,15 @@ class SpadConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     retention: RetentionConfig = msgspec.field(default_factory=RetentionConfig)
     hooks: HooksConfig = msgspec.field(default_factory=HooksConfig)
     metrics: MetricsConfig = msgspec.field(default_factory=MetricsConfig)
+    #: Checked by :mod:`spad.executors.slurm_config`, which the runner reads it with too.
+    slurm: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.slurm is not None:
+            try:
+                slurm_config.parse(self.slurm)
+            except slurm_config.ConfigError as exc:
+                raise FieldError("slurm", str(exc).removeprefix("slurm.")) from None
 
 
 def load(path: Path) -> SpadConfig:

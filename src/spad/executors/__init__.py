@@ -19,6 +19,7 @@ DEFAULT = "local"
 #: Executor name -> the module that defines it as ``EXECUTOR``.
 REGISTRY: dict[str, str] = {
     "local": "spad.executors.local",
+    "slurm": "spad.executors.slurm",
 }
 
 

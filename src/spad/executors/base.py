@@ -37,15 +37,24 @@ if TYPE_CHECKING:
 class Launch:
     """Everything needed to start one attempt of a task."""
 
-    __slots__ = ("argv", "cwd", "env", "log_path")
+    __slots__ = ("argv", "cwd", "env", "executor_args", "log_path")
 
-    def __init__(self, argv: list[str], env: dict[str, str], cwd: str, log_path: str) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        log_path: str,
+        executor_args: list[str] | None = None,
+    ) -> None:
         self.argv = argv
         self.env = env
         self.cwd = cwd
         #: Where the attempt's output goes. An executor that gives no ``output`` descriptor
         #: writes it there itself (making the folder, which may not exist yet).
         self.log_path = log_path
+        #: The task's own arguments for its executor (``slurm_args``).
+        self.executor_args = executor_args or []
 
 
 class TaskProcess(ABC):
@@ -59,6 +68,13 @@ class TaskProcess(ABC):
     #: A file descriptor carrying the task's stdout and stderr, for the runner to log; None when
     #: the executor writes ``Launch.log_path`` itself.
     output: int | None = None
+    #: A scheduler's job id, once it gave one (None for a local process).
+    job: str | None = None
+    #: Submitted and waiting for a scheduler to start it (never for a local process).
+    queued: bool = False
+    #: Seconds the whole task may take to end after :meth:`kill` before it is called immortal
+    #: (None: the runner's own, for a local process group).
+    kill_wait: float | None = None
 
     @abstractmethod
     def signal(self, signum: int) -> None:
@@ -90,6 +106,11 @@ class Executor(ABC):
     def collect(self) -> list[tuple[TaskProcess, int]]:
         """Attempts that ended since the last call, each with its exit code (``-N`` when
         signal N ended it). Called after every wake of the loop; must not block."""
+
+    def progress(self) -> list[TaskProcess]:
+        """Attempts whose ``job`` or ``queued`` changed since the last call (a scheduler's);
+        called after every wake, before :meth:`collect`."""
+        return []
 
     def attach(self, loop: Any) -> None:  # noqa: B027 (a hook: most executors need no more)
         """The runner's loop, before the first start: ``loop.watch(fd, callback)``,

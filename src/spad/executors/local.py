@@ -16,6 +16,7 @@ import os
 import signal
 
 from spad import faults, procs
+from spad.executors import children
 from spad.executors.base import Executor, Launch, TaskProcess
 
 TYPE_CHECKING = False  # typing itself is not imported on the runner's path
@@ -172,9 +173,11 @@ class LocalExecutor(Executor):
             if pid == 0:
                 break
             process = self._running.pop(pid, None)
-            if process is None:
-                continue  # an orphan adopted by the subreaper: reaped, nothing to record
             code = os.waitstatus_to_exitcode(wait_status)
+            if process is None:
+                # Another executor's command (Slurm's), or an orphan the subreaper adopted.
+                children.reaped(pid, code)
+                continue
             process.reaped(code)
             ended.append((process, code))
         return ended

@@ -21,7 +21,7 @@ from spad import home as layout
 from spad.executors.base import Executor, Launch, TaskProcess
 from spad.runner.timers import Timer, Timers
 from spad.store import runs
-from spad.transitions import CANCEL, END, GIVE_UP, LAUNCH, RETRY, START_FAILED, STOP
+from spad.transitions import CANCEL, END, GIVE_UP, LAUNCH, RETRY, START_FAILED, STARTED, STOP
 
 TYPE_CHECKING = False  # typing itself is not imported on the runner's path
 if TYPE_CHECKING:
@@ -57,6 +57,8 @@ class Task:
         self.status: str = row["status"]
         #: Where it runs, by its registered name (see :mod:`spad.executors`).
         self.executor: str = executors.name_of(row)
+        #: Its own arguments for the executor (``sbatch`` arguments, for Slurm).
+        self.slurm_args: list[str] = json.loads(row["slurm_args"])
         self.attempt = 0
         self.failures = 0
         self.process: TaskProcess | None = None
@@ -175,12 +177,14 @@ class Engine:
         self._move(
             task,
             LAUNCH,
-            states.RUNNING,
+            states.QUEUED if process.queued else states.RUNNING,
             pid=process.pid,
             identity=process.identity,
             attempt=task.attempt,
             log_path=path,
         )
+        if task.executor != executors.DEFAULT:
+            runs.set_task_job(self.conn, self.info.run_id, task.name, process.job)
         if process.output is not None:  # else the executor writes the log itself
             task.log = logfiles.RotatingLog(path)
             fd = process.output
@@ -251,6 +255,7 @@ class Engine:
             env=env,
             cwd=os.path.join(self.home, task.cwd),
             log_path=log_path,
+            executor_args=task.slurm_args,
         )
 
     # -- output and ends ---------------------------------------------------------------------
@@ -275,11 +280,22 @@ class Engine:
             task.process.output = None
 
     def collect(self) -> None:
-        """Record every task process that ended."""
+        """Record what the executors saw: jobs that got an id or left their queue, and every
+        task process that ended."""
         for executor in self.executors.values():
+            for process in executor.progress():
+                self._progressed(process)
             for process, code in executor.collect():
                 self._collected(process, code)
         self._check_end()
+
+    def _progressed(self, process: TaskProcess) -> None:
+        task = self.active.get(id(process))
+        if task is None:
+            return
+        runs.set_task_job(self.conn, self.info.run_id, task.name, process.job)
+        if task.status == states.QUEUED and not process.queued:
+            self._move(task, STARTED, states.RUNNING)
 
     def _collected(self, process: TaskProcess, code: int) -> None:
         task = self.active.pop(id(process), None)
@@ -429,7 +445,8 @@ class Engine:
         if not task.stop_sent:
             self._move(task, STOP, states.STOPPING)
         kill_step(task.process)
-        task.timers.append(self.timers.after(KILL_WAIT, lambda: self._immortal(task)))
+        wait = task.process.kill_wait or KILL_WAIT
+        task.timers.append(self.timers.after(wait, lambda: self._immortal(task)))
 
     def _immortal(self, task: Task) -> None:
         """Still alive after SIGKILL: give it up to the server, which watches it until it dies."""
@@ -438,7 +455,7 @@ class Engine:
             return
         self.active.pop(id(process), None)
         task.process = None
-        self._move(task, GIVE_UP, states.immortal(process.pid or 0))
+        self._move(task, GIVE_UP, states.immortal(process.pid or int(process.job or 0)))
         if task is self.awaiting:
             self.awaiting = None
         self._check_end()

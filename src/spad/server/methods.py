@@ -284,9 +284,13 @@ def set_status(svc: Service, p: SetStatusParams) -> dict[str, Any]:
         raise Conflict(f"{project}/{p.workflow} is not running task {p.task!r}")
     with transaction(svc.conn):
         waiting = p.status == states.WAITING
-        other = states.RUNNING if waiting else states.WAITING
+        # A job may set itself waiting before its runner saw it leave the queue.
+        others = (states.RUNNING, states.QUEUED) if waiting else (states.WAITING,)
         event = transitions.SET_WAITING if waiting else transitions.SET_RUNNING
-        changed = transitions.move_task(svc.conn, run["id"], p.task, other, event, p.status)
+        changed = any(
+            transitions.move_task(svc.conn, run["id"], p.task, other, event, p.status)
+            for other in others
+        )
     if not changed and row["status"] != p.status:
         raise Conflict(
             f"task {p.task!r} is {row['status']}: only a running task can be set to waiting, "

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from spad import executors, faults, procs, retention, states, transitions
 from spad import home as home_layout
 from spad.errors import Conflict, Invalid, NotFound
+from spad.executors import slurm_config
 from spad.executors.base import Executor
 from spad.home import Home
 from spad.retention import Policy
+from spad.server import slurm_reclaim
 from spad.server.pidwatch import PidWatch
 from spad.server.runner_start import RunnerStarter
 from spad.store import definitions as defs
@@ -63,6 +65,7 @@ class Supervisor:
         self._pids = PidWatch()
         self._restarts: dict[int, _Restarts] = {}
         self._pending: dict[int, asyncio.TimerHandle] = {}  # run id -> restart waiting
+        self._reclaims: dict[int, asyncio.Task[None]] = {}  # run id -> its Slurm jobs settled
         self._starter = RunnerStarter(
             home.root, home.logs / home_layout.RUNNERS_LOG, use_forkserver=not faults.NO_FORKSERVER
         )
@@ -120,7 +123,14 @@ class Supervisor:
         limited = [t["name"] for t in tasks if t["memory_max"] is not None]
         if limited:
             _check_memory_cgroups(where, limited)
+        self._refuse_unusable_executor(where, workflow["id"])
         return [t["name"] for t in tasks]
+
+    def _refuse_unusable_executor(self, where: str, workflow_id: int) -> None:
+        if runs.uses_executor(self.conn, workflow_id, "slurm"):
+            reason = slurm_config.refusal(str(self.home.root))
+            if reason is not None:
+                raise Invalid(f"cannot run {where} on Slurm: {reason}", executor="slurm")
 
     def stop(self, run: sqlite3.Row, force: bool) -> None:
         with transaction(self.conn):
@@ -206,8 +216,13 @@ class Supervisor:
     def _sweep(self, run_id: int) -> None:
         """Have each executor end what a dead runner's tasks left; record them as killed. A task
         that never started (the runner died first, e.g. of a stop sent before it could handle
-        one) is ``not run``."""
+        one) is ``not run``. Slurm jobs are settled apart, without blocking the loop (the
+        controller may be away): :mod:`spad.server.slurm_reclaim`."""
+        if runs.run_uses_executor(self.conn, run_id, "slurm"):
+            self._reclaim(run_id)
         for task in runs.tasks(self.conn, run_id):
+            if task["executor"] == "slurm":
+                continue
             if task["pid_identity"] and task["ended_at"] is None:
                 self._executor(executors.name_of(task)).reclaim(task["pid"], task["pid_identity"])
             if task["status"] in states.TASK_ACTIVE:
@@ -316,12 +331,26 @@ class Supervisor:
                 self._runner_gone(run_id, None)
         for run_id in {t["run_id"] for t in runs.immortal_tasks(self.conn)}:
             self._watch_immortals(run_id)
+        for run_id in runs.unsettled_slurm_runs(self.conn, tuple(states.TASK_ACTIVE)):
+            self._reclaim(run_id)
+
+    def _reclaim(self, run_id: int) -> None:
+        """Settle the run's Slurm jobs in the background (the controller may be away)."""
+        if run_id in self._reclaims:
+            return
+        reclaiming = asyncio.get_running_loop().create_task(
+            slurm_reclaim.reclaim(self.conn, str(self.home.root), run_id)
+        )
+        self._reclaims[run_id] = reclaiming
+        reclaiming.add_done_callback(lambda _: self._reclaims.pop(run_id, None))
 
     def _watch_immortals(self, run_id: int) -> None:
         """Tasks that survived SIGKILL: watched until they die, then recorded as killed."""
         for task in runs.tasks(self.conn, run_id):
             if not states.is_immortal(task["status"]) or task["ended_at"] is not None:
                 continue
+            if task["executor"] == "slurm":
+                continue  # a job, not a local process: it stays immortal(JOB) (see README)
             name, status = task["name"], task["status"]
 
             def died(_code: int | None, name: str = name, status: str = status) -> None:
@@ -340,6 +369,8 @@ class Supervisor:
         self._starter.close()
         for handle in self._pending.values():
             handle.cancel()
+        for reclaiming in self._reclaims.values():
+            reclaiming.cancel()  # taken up again at the next start (unsettled_slurm_runs)
 
 
 def _check_memory_cgroups(where: str, tasks: list[str]) -> None:

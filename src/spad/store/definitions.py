@@ -46,7 +46,12 @@ def workflows(conn: sqlite3.Connection, project_id: int) -> list[Row]:
 
 
 def insert_workflow(
-    conn: sqlite3.Connection, project_id: int, name: str, ext_id: int | None, on_failure: str
+    conn: sqlite3.Connection,
+    project_id: int,
+    name: str,
+    ext_id: int | None,
+    on_failure: str,
+    executor: str = "local",
 ) -> int:
     if ext_id is None:
         ext_id = conn.execute(
@@ -54,19 +59,24 @@ def insert_workflow(
             (project_id,),
         ).fetchone()[0]
     cursor = conn.execute(
-        "INSERT INTO workflows (project_id, ext_id, name, on_failure) VALUES (?, ?, ?, ?)",
-        (project_id, ext_id, name, on_failure),
+        "INSERT INTO workflows (project_id, ext_id, name, on_failure, executor)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (project_id, ext_id, name, on_failure, executor),
     )
     return int(cursor.lastrowid or 0)
 
 
 def update_workflow(
-    conn: sqlite3.Connection, workflow_id: int, ext_id: int | None, on_failure: str | None
+    conn: sqlite3.Connection,
+    workflow_id: int,
+    ext_id: int | None,
+    on_failure: str | None,
+    executor: str | None = None,
 ) -> None:
     conn.execute(
-        "UPDATE workflows SET ext_id = coalesce(?, ext_id), on_failure = coalesce(?, on_failure)"
-        " WHERE id = ?",
-        (ext_id, on_failure, workflow_id),
+        "UPDATE workflows SET ext_id = coalesce(?, ext_id), on_failure = coalesce(?, on_failure),"
+        " executor = coalesce(?, executor) WHERE id = ?",
+        (ext_id, on_failure, executor, workflow_id),
     )
 
 
@@ -116,8 +126,9 @@ def insert_task(
     )
     conn.execute(
         "INSERT INTO tasks (workflow_id, ext_id, name, place, exec, function, params, retries,"
-        " retry_delay, stop_signal, stop_timeout, env, cwd, timeout, idle_timeout, memory_max)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " retry_delay, stop_signal, stop_timeout, env, cwd, timeout, idle_timeout, memory_max,"
+        " executor, slurm_args)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             workflow_id,
             ext_id,
@@ -135,6 +146,8 @@ def insert_task(
             fields["timeout"],
             fields["idle_timeout"],
             fields["memory_max"],
+            fields.get("executor"),
+            json.dumps(fields.get("slurm_args") or []),
         ),
     )
 
@@ -170,6 +183,8 @@ def task_as_dict(row: Row) -> dict[str, Any]:
         "timeout": row["timeout"],
         "idle_timeout": row["idle_timeout"],
         "memory_max": row["memory_max"],
+        "executor": row["executor"],
+        "slurm_args": json.loads(row["slurm_args"]),
     }
 
 

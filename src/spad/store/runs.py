@@ -13,8 +13,10 @@ UNFINISHED, FINISHED, SUPERSEDED = 0, 1, 2
 
 RUN_TASK_COPY = (
     "place, name, exec, function, params, retries, retry_delay, stop_signal, stop_timeout, env,"
-    " cwd, timeout, idle_timeout, memory_max"
+    " cwd, timeout, idle_timeout, memory_max, slurm_args"
 )
+#: A task's executor: its own, else its workflow's.
+_EXECUTOR = "coalesce(executor, (SELECT executor FROM workflows WHERE id = workflow_id), 'local')"
 
 
 def now() -> str:
@@ -51,8 +53,9 @@ def create(
     run_id = int(cursor.lastrowid or 0)
     marks = ",".join("?" * len(selected)) or "NULL"
     conn.execute(
-        f"INSERT INTO run_tasks (run_id, {RUN_TASK_COPY}, status)"
-        f" SELECT ?, {RUN_TASK_COPY}, CASE WHEN name IN ({marks}) THEN 'new' ELSE 'not run' END"
+        f"INSERT INTO run_tasks (run_id, {RUN_TASK_COPY}, executor, status)"
+        f" SELECT ?, {RUN_TASK_COPY}, {_EXECUTOR},"
+        f" CASE WHEN name IN ({marks}) THEN 'new' ELSE 'not run' END"
         " FROM tasks WHERE workflow_id = ?",
         (run_id, *selected, workflow_id),
     )
@@ -257,6 +260,49 @@ def set_task_status_if(
     return cursor.rowcount > 0
 
 
+def uses_executor(conn: sqlite3.Connection, workflow_id: int, executor: str) -> bool:
+    """Whether a task of the workflow would run with ``executor``."""
+    row = conn.execute(
+        f"SELECT 1 FROM tasks WHERE workflow_id = ? AND {_EXECUTOR} = ? LIMIT 1",
+        (workflow_id, executor),
+    ).fetchone()
+    return row is not None
+
+
+def run_uses_executor(conn: sqlite3.Connection, run_id: int, executor: str) -> bool:
+    """Whether a task of the run runs with ``executor``."""
+    row = conn.execute(
+        "SELECT 1 FROM run_tasks WHERE run_id = ? AND executor = ? LIMIT 1", (run_id, executor)
+    ).fetchone()
+    return row is not None
+
+
+def set_task_job(conn: sqlite3.Connection, run_id: int, name: str, job: str | None) -> None:
+    """The scheduler's id of the task's current job (not a status: no transition)."""
+    conn.execute("UPDATE run_tasks SET job = ? WHERE run_id = ? AND name = ?", (job, run_id, name))
+
+
+def task_started(conn: sqlite3.Connection, run_id: int, name: str, status: str) -> bool:
+    """A queued job began to run; a task that already set itself ``waiting`` stays so."""
+    cursor = conn.execute(
+        "UPDATE run_tasks SET status = ? WHERE run_id = ? AND name = ? AND status = 'queued'",
+        (status, run_id, name),
+    )
+    return cursor.rowcount > 0
+
+
+def unsettled_slurm_runs(conn: sqlite3.Connection, active: tuple[str, ...]) -> list[int]:
+    """Runs whose runner is gone (finished or resumed) with a Slurm task still in one of
+    ``active``: a settling of their jobs was cut short."""
+    marks = ",".join("?" * len(active))
+    rows = conn.execute(
+        "SELECT DISTINCT t.run_id FROM run_tasks t JOIN runs r ON r.id = t.run_id"
+        f" WHERE r.finished != 0 AND t.executor = 'slurm' AND t.status IN ({marks})",
+        active,
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
 def immortal_tasks(conn: sqlite3.Connection) -> list[Row]:
     """Tasks that outlived SIGKILL and have not been seen to die yet."""
     return conn.execute(
@@ -288,12 +334,14 @@ def status_rows_json(
         "  'attempt', attempt, 'exit_code', exit_code, 'started_at', started_at,"
         "  'ended_at', ended_at, 'restarts', max(attempt - 1, 0),"
         "  'since', coalesce(since, ?), 'next_attempt_at', next_attempt_at,"
-        "  'memory', json_extract(?, '$.\"' || pid || '\"')) AS item,"
+        "  'memory', json_extract(?, '$.\"' || pid || '\"'),"
+        "  'executor', executor, 'job', job) AS item,"
         "  0 AS part, place FROM run_tasks WHERE run_id = ?"
         " UNION ALL"
         f" SELECT json_object({_STATUS_FIELDS}, 'status', 'not run', 'pid', NULL,"
         "  'attempt', NULL, 'exit_code', NULL, 'started_at', NULL, 'ended_at', NULL,"
-        "  'restarts', 0, 'since', NULL, 'next_attempt_at', NULL, 'memory', NULL),"
+        "  'restarts', 0, 'since', NULL, 'next_attempt_at', NULL, 'memory', NULL,"
+        f"  'executor', {_EXECUTOR}, 'job', NULL),"
         "  1, place FROM tasks WHERE workflow_id = ? AND ?"
         "  AND name NOT IN (SELECT name FROM run_tasks WHERE run_id = ?)"
         " ORDER BY part, place)",

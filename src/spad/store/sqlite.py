@@ -228,6 +228,16 @@ MIGRATIONS: tuple[str, ...] = (
     {_event_trigger("alarm_opened", "INSERT", "alarms", "alarm", _ALARM_EVENT)}
     {_event_trigger("alarm_state", "UPDATE OF state, severity", "alarms", "alarm", _ALARM_EVENT)}
     """,
+    # 7: executors. A workflow's (``local`` or ``slurm``); a task's own (NULL: the workflow's)
+    # and its ``slurm_args``; in a run, the executor each task got and its Slurm job id.
+    """
+    ALTER TABLE workflows ADD COLUMN executor TEXT NOT NULL DEFAULT 'local';
+    ALTER TABLE tasks ADD COLUMN executor TEXT;
+    ALTER TABLE tasks ADD COLUMN slurm_args TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE run_tasks ADD COLUMN executor TEXT NOT NULL DEFAULT 'local';
+    ALTER TABLE run_tasks ADD COLUMN slurm_args TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE run_tasks ADD COLUMN job TEXT;
+    """,
 )
 
 
