@@ -530,3 +530,26 @@ def test_a_job_past_its_timeout_is_stopped_and_ends_timeout(slurm: Server) -> No
     slurm.call("run", workflow="w")
     state = slurm.wait_status("w", "timeout")
     assert state["tasks"][0]["status"] == "timeout"
+
+
+def test_a_second_test_cluster_on_the_same_host_is_refused(
+    slurm_cluster: Any, tmp_path: Path
+) -> None:
+    other = tmp_path / "other-cluster"
+    done = subprocess.run(
+        [str(REPO / "scripts" / "slurm-cluster"), "up", str(other)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "port 6817 is in use" in done.stderr and "one cluster per host" in done.stderr
+    again = subprocess.run(  # the same folder again: it runs already, nothing to do
+        [str(REPO / "scripts" / "slurm-cluster"), "up", str(slurm_cluster.folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert again.returncode == 0 and f"SLURM_CONF={slurm_cluster.conf}" in again.stdout
