@@ -32,7 +32,7 @@ from typing import Any
 
 from systems import Spad, Supervisord
 
-from spad.client import read_events
+from spad.cli.client import read_events
 from spad.store import runs
 from spad.store.sqlite import connect, migrate
 

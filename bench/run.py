@@ -33,7 +33,7 @@ from common import wait_until
 from systems import BIN, Spad, Supervisord
 
 from spad import procs
-from spad.client import ServerError
+from spad.cli.client import ServerError
 
 HERE = Path(__file__).resolve().parent
 Metrics = dict[str, float | None]

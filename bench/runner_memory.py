@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from spad.client import Client
+from spad.cli.client import Client
 
 BIN = Path(sys.executable).parent
 

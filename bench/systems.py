@@ -20,7 +20,7 @@ from typing import Any
 from common import free_port, kill_all, pss_kib, wait_until
 
 from spad import procs
-from spad.client import Client
+from spad.cli.client import Client
 
 BIN = Path(sys.executable).parent
 TRAPPER = """trap 'sleep 1; echo honoured > "$SPA_HOME/data/$SPA_TASK"; exit 0' TERM

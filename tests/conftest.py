@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from spad import procs
-from spad.client import Client
+from spad.cli.client import Client
 
 VENV_BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent

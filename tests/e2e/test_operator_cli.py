@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from spad.client import ServerError
+from spad.cli.client import ServerError
 from tests.conftest import EXAMPLE, VENV_BIN, Server, clean_env, task, wait_for
 from tests.e2e.test_cli import as_json, ok, refused, spa_ctl
 

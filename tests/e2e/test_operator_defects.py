@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from spad.client import ServerError
+from spad.cli.client import ServerError
 from tests.conftest import (
     REPO,
     VENV_BIN,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from spad.client import Client, ServerError
+from spad.cli.client import Client, ServerError
 from tests.conftest import VENV_BIN, Server, clean_env, run_spad, seed, task
 
 

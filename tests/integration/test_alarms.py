@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from spad.client import ServerError
+from spad.cli.client import ServerError
 from tests.conftest import VENV_BIN, Server, clean_env, task, wait_for
 
 TABLE = """CREATE TABLE {name} (id bigserial PRIMARY KEY, source text NOT NULL, kind text NOT NULL,

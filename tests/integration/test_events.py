@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from spad.client import ServerEvent, read_events
+from spad.cli.client import ServerEvent, read_events
 from spad.store import runs
 from spad.store.sqlite import EVENTS_KEPT, transaction
 from tests.conftest import Server, task, wait_for

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from spad.client import ServerError
+from spad.cli.client import ServerError
 from tests.conftest import Server, seed, task, tree, wait_for
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from spad import cgroups
-from spad.client import ServerError
+from spad.cli.client import ServerError
 from tests.conftest import VENV_BIN, Server, clean_env, task, wait_for
 
 HOG = """exec python3 -c '

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from spad.client import Client, ServerError
+from spad.cli.client import Client, ServerError
 from tests.conftest import Server, run_spad, task, wait_for
 
 CHANGES: dict[str, dict[str, Any]] = {

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from spad.client import ServerError
+from spad.cli.client import ServerError
 from spad.executors.slurm_jobs import attempt_tag, home_key, run_prefix, run_tag
 from tests.conftest import REPO, VENV_BIN, Server, clean_env, seed, task, tree, wait_for
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from spad import procs
-from spad.client import ServerError
+from spad.cli.client import ServerError
 from tests.conftest import Server, task, tree, wait_for
 
 

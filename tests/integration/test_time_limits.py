@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from spad.client import ServerError
+from spad.cli.client import ServerError
 from tests.conftest import Server, task, wait_for
 
 #: Load on a shared machine delays a transition; never the rule being checked.

@@ -7,8 +7,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from spad import catalog, states
-from spad.model import parse_spec
+from spad import states
+from spad.definitions import catalog
+from spad.definitions.model import parse_spec
 from spad.runner.engine import Engine, RunInfo
 from spad.runner.timers import Timers
 from spad.store import definitions as defs

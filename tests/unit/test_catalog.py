@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from spad import catalog
+from spad.definitions import catalog
+from spad.definitions.model import parse_ref, parse_spec
 from spad.errors import Conflict, Forbidden, InvalidParams, NotFound
-from spad.model import parse_ref, parse_spec
 from spad.store import definitions as defs
 from spad.store import runs
 from tests.conftest import seed, task, tree

@@ -344,15 +344,15 @@ def test_the_server_has_the_executor_reclaim_what_a_dead_runner_left(
     make_run: MakeRun, conn: sqlite3.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from spad.home import Home
-    from spad.server.supervisor import Supervisor
+    from spad.server.runners import Runners
 
     monkeypatch.setitem(executors.REGISTRY, "fake", "tests.unit.fake_executor")
     run = make_run(task("a", exec="parallel"), task("b"))
     conn.execute("UPDATE run_tasks SET executor = 'fake'")
     run.engine.start()  # its runner dies here, both tasks running (on the fake, as named)
-    supervisor = Supervisor(Home(tmp_path / "home"), conn, "http://127.0.0.1:1")
-    supervisor._sweep(run.run_id)
-    reclaimed = supervisor._executor("fake")
+    runners = Runners(Home(tmp_path / "home"), conn, "http://127.0.0.1:1")
+    runners._sweep(run.run_id)
+    reclaimed = runners._executor("fake")
     assert isinstance(reclaimed, FakeExecutor)
     assert reclaimed.reclaimed == [(None, "fake:a:1"), (None, "fake:b:1")]
     assert run.statuses() == {"a": states.KILLED, "b": states.KILLED}
@@ -362,11 +362,11 @@ def test_a_dead_runner_s_task_that_never_started_is_not_run(
     make_run: MakeRun, conn: sqlite3.Connection, tmp_path: Path
 ) -> None:
     from spad.home import Home
-    from spad.server.supervisor import Supervisor
+    from spad.server.runners import Runners
 
     run = make_run(task("a"), task("b")).script("a", FOREVER)
     run.engine.start()
-    Supervisor(Home(tmp_path / "home"), conn, "http://127.0.0.1:1")._sweep(run.run_id)
+    Runners(Home(tmp_path / "home"), conn, "http://127.0.0.1:1")._sweep(run.run_id)
     assert run.statuses() == {"a": states.KILLED, "b": states.NOT_RUN}
     assert run.task("b")["ended_at"] is None  # it never started, so it never ended either
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 import time
 
-from spad import livefeed
-from spad.client import ServerEvent, read_events
-from spad.tables import since
-from spad.watchcmd import WatchState
+from spad.cli import livefeed
+from spad.cli.client import ServerEvent, read_events
+from spad.cli.tables import since
+from spad.cli.watch import WatchState
 
 
 def test_server_sent_events_framing() -> None:

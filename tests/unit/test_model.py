@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from spad.definitions.model import parse_ref, parse_spec
 from spad.errors import InvalidParams
-from spad.model import parse_ref, parse_spec
 from tests.conftest import seed
 
 

@@ -6,9 +6,9 @@ import pytest
 
 from spad import states
 from spad.alarms.config import _identifier
+from spad.definitions.model import parse_spec
+from spad.definitions.names import check_name
 from spad.errors import InvalidParams
-from spad.model import parse_spec
-from spad.names import check_name
 
 
 @pytest.mark.parametrize("bad", ["pr1\n", "pr1\r\n", "\npr1", "pr 1", ""])

@@ -7,7 +7,7 @@ import pytest
 from spad import states
 from spad.runner.engine import retry_delay
 from spad.runner.timers import Timers
-from spad.server.supervisor import restart_delay
+from spad.server.runners import restart_delay
 
 
 def test_status_texts_are_the_contracts() -> None:

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from spad.tables import Column, duration, local_time, params, printable, render
+from spad.cli.tables import Column, duration, local_time, params, printable, render
 
 COLUMNS = [Column("name", keep=True), Column("status", keep=True), Column("a"), Column("b")]
 ROWS = [["a-long-task-name", "running", "x" * 20, "y" * 20]]

@@ -35,10 +35,10 @@ import msgspec
 from msgspec import Meta, Struct
 
 from spad import retention
+from spad.definitions.model import FieldError, describe
+from spad.definitions.names import check_name
 from spad.errors import HomeError
 from spad.executors import slurm_config
-from spad.model import FieldError, describe
-from spad.names import check_name
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?\Z")
 

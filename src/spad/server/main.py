@@ -16,7 +16,7 @@ from spad.errors import HomeError
 from spad.store import audit
 
 if TYPE_CHECKING:
-    from spad.server.serving import Options
+    from spad.server.lifecycle import Options
 
 DEFAULT_LISTEN = "127.0.0.1:7070"
 
@@ -136,7 +136,7 @@ def without_ssl() -> None:
 
 
 def token_command(args: argparse.Namespace) -> int:
-    from spad.server.serving import open_store
+    from spad.server.lifecycle import open_store
 
     home = provision.prepare(homes.resolve(args.token_home or args.home))
     if args.read_only:
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             without_ssl()
         import asyncio
 
-        from spad.server.serving import Options, serve
+        from spad.server.lifecycle import Options, serve
 
         options = Options(
             host=args.listen[0],

@@ -8,10 +8,11 @@ import sqlite3
 import time
 from typing import Any
 
-from spad import areas, catalog, logfiles, procs, retention, states, transitions
+from spad import areas, logfiles, procs, retention, states, transitions
 from spad.alarms import journal
 from spad.alarms import logic as alarm_logic
 from spad.alarms.levels import SEVERITIES, STATES
+from spad.definitions import catalog
 from spad.errors import Conflict, Invalid, NotFound
 from spad.server.params import (
     boolean,
@@ -114,7 +115,7 @@ def select_project(svc: Service, p: SelectParams) -> dict[str, Any]:
 
 
 def create(svc: Service, params: Any) -> dict[str, Any]:
-    from spad.model import parse_spec  # loaded with the first definition
+    from spad.definitions.model import parse_spec  # loaded with the first definition
 
     spec = parse_spec(params)
     result = catalog.create(svc.conn, spec)
@@ -129,7 +130,7 @@ def create(svc: Service, params: Any) -> dict[str, Any]:
 
 
 def update(svc: Service, params: Any) -> dict[str, Any]:
-    from spad.model import parse_spec
+    from spad.definitions.model import parse_spec
 
     return catalog.update(svc.conn, parse_spec(params))
 
@@ -142,7 +143,7 @@ def delete(svc: Service, params: Any) -> dict[str, Any]:
         if short.task:
             workflow["tasks"] = [{"name": short.task}]
         params = {"project": {"name": _project_name(svc, short.project), "workflows": [workflow]}}
-    from spad.model import parse_ref
+    from spad.definitions.model import parse_ref
 
     return catalog.delete(svc.conn, parse_ref(params))
 
@@ -214,7 +215,7 @@ def run(svc: Service, p: RunParams) -> dict[str, Any]:
     project = _project_name(svc, p.project)
     wf = _workflow(svc, project, p.workflow)
     _check_disk(svc, project, p.workflow)
-    run_id = svc.supervisor.start(project, wf, only_task=p.task, from_task=p.from_task)
+    run_id = svc.runners.start(project, wf, only_task=p.task, from_task=p.from_task)
     with transaction(svc.conn):
         defs.set_current_project(svc.conn, project)
     return {"run_id": run_id}
@@ -227,7 +228,7 @@ def restart(svc: Service, p: WorkflowParams) -> dict[str, Any]:
     _check_disk(svc, project, p.workflow)
     unfinished = runs.unfinished(svc.conn, wf["id"])
     old = unfinished[0] if unfinished else None
-    run_id = svc.supervisor.restart(project, wf, old)
+    run_id = svc.runners.restart(project, wf, old)
     with transaction(svc.conn):
         defs.set_current_project(svc.conn, project)
     return {
@@ -260,7 +261,7 @@ def history(svc: Service, p: HistoryParams) -> dict[str, Any]:
 
 def stop(svc: Service, p: StopParams) -> dict[str, Any]:
     run = _running(svc, p.project, p.workflow)
-    svc.supervisor.stop(run, force=p.force)
+    svc.runners.stop(run, force=p.force)
     return {
         "project": run["project"],
         "workflow": p.workflow,

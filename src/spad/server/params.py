@@ -15,8 +15,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from spad.definitions.names import check_name
 from spad.errors import InvalidParams
-from spad.names import check_name
 
 P = TypeVar("P")
 Check = Callable[[Any], Any]

@@ -12,7 +12,7 @@ from spad.home import Home
 from spad.retention import Policy
 
 if TYPE_CHECKING:
-    from spad.server.supervisor import Supervisor
+    from spad.server.runners import Runners
 
 
 @dataclass
@@ -21,7 +21,7 @@ class Service:
 
     home: Home
     conn: sqlite3.Connection
-    supervisor: Supervisor
+    runners: Runners
     #: Makes sure the alarm watcher runs (it starts on the first signal, not before).
     wake_alarms: Callable[[], None] = lambda: None
     policy: Policy = field(default_factory=Policy)

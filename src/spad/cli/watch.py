@@ -17,10 +17,10 @@ from typing import Any
 
 import click
 
-from spad.cli_context import Context, pass_ctx
-from spad.client import ServerEvent
-from spad.eventcmd import stream
-from spad.tables import Column, cell, render, since, width
+from spad.cli.client import ServerEvent
+from spad.cli.context import Context, pass_ctx
+from spad.cli.events import stream
+from spad.cli.tables import Column, cell, render, since, width
 
 FRAMES_PER_SECOND = 10
 CLEAR = "\x1b[H\x1b[2J"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from spad.alarms.levels import ACKNOWLEDGED, ALARM_SEVERITIES, OPEN, SEVERITIES
-from spad.cli_context import Context, pass_ctx, show
+from spad.cli.context import Context, pass_ctx, show
 
 
 @click.group()
@@ -69,7 +69,7 @@ def alarms(
     if ctx.as_json:
         show(ctx, result)
         return
-    from spad.tables import alarms_table
+    from spad.cli.tables import alarms_table
 
     alarms_table(result, wide, ctx.utc)
 

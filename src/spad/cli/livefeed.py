@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from spad.client import Client, ServerError, ServerEvent, Unreachable
-from spad.tables import local_time, printable
+from spad.cli.client import Client, ServerError, ServerEvent, Unreachable
+from spad.cli.tables import local_time, printable
 
 #: Seconds between attempts to get the stream back, doubling up to the last.
 RECONNECT = (0.5, 1.0, 2.0, 5.0)

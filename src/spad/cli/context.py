@@ -10,7 +10,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from spad.client import BadUrl, Client, ServerError, Unreachable
+from spad.cli.client import BadUrl, Client, ServerError, Unreachable
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 T = TypeVar("T")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from spad.definitions.model import ProjectRef, ProjectSpec, TaskSpec, WorkflowSpec, fields_of
 from spad.errors import Conflict, Forbidden, NotFound
-from spad.model import ProjectRef, ProjectSpec, TaskSpec, WorkflowSpec, fields_of
 from spad.store import definitions as defs
 from spad.store import runs
 from spad.store.sqlite import transaction

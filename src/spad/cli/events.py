@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import click
 
-from spad import livefeed
-from spad.cli_context import EXIT_REFUSED, EXIT_UNREACHABLE, Context, fail, pass_ctx
-from spad.client import ServerError, ServerEvent, Unreachable
+from spad.cli import livefeed
+from spad.cli.client import ServerError, ServerEvent, Unreachable
+from spad.cli.context import EXIT_REFUSED, EXIT_UNREACHABLE, Context, fail, pass_ctx
 
 
 @click.command()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from spad.cli_context import Context, pass_ctx, show
-from spad.client import Progress
+from spad.cli.client import Progress
+from spad.cli.context import Context, pass_ctx, show
 
 LARGE = 1024 * 1024
 

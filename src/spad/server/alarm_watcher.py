@@ -18,7 +18,7 @@ log = logging.getLogger("spad.alarms")
 MAX_BACKOFF = 60.0
 
 
-class WatcherProcess:
+class AlarmWatcher:
     def __init__(self, home: Home) -> None:
         self.home = home
         self._pids = PidWatch()

@@ -14,8 +14,9 @@ from typing import Any
 
 import click
 
-from spad.alarmcmd import alarm, alarms, signal
-from spad.cli_context import (
+from spad.cli.alarms import alarm, alarms, signal
+from spad.cli.client import Client
+from spad.cli.context import (
     EXIT_REFUSED,
     EXIT_USAGE,
     Context,
@@ -24,11 +25,10 @@ from spad.cli_context import (
     pass_ctx,
     show,
 )
-from spad.client import Client
-from spad.eventcmd import events
-from spad.filecmd import file
-from spad.tables import printable
-from spad.watchcmd import watch
+from spad.cli.events import events
+from spad.cli.files import file
+from spad.cli.tables import printable
+from spad.cli.watch import watch
 
 FOLLOW_INTERVAL = 0.2
 
@@ -358,7 +358,7 @@ def status(
     """A workflow's status and one row per task; without a workflow, one line per workflow of
     the project."""
     name = _workflow(workflow_name, workflow, required=False)
-    from spad import tables
+    from spad.cli import tables
 
     if not name:
         if task or run_id:
@@ -415,7 +415,7 @@ def history(
     if ctx.as_json:
         show(ctx, result)
         return
-    from spad.tables import history_table
+    from spad.cli.tables import history_table
 
     history_table(result, wide, ctx.utc)
 
@@ -476,7 +476,7 @@ def list_(ctx: Context, project: str | None, wide: bool) -> None:
     if ctx.as_json:
         show(ctx, result)
         return
-    from spad.tables import workflows_table
+    from spad.cli.tables import workflows_table
 
     workflows_table(result, None, wide, ctx.utc)
 
@@ -510,7 +510,7 @@ def logs(
     params = {"project": project, "workflow": name, "run_id": run_id}
     if task is None:
         if follow:
-            from spad.follow import follow_all
+            from spad.cli.follow import follow_all
 
             follow_all(ctx, params, lines)
         else:
@@ -552,7 +552,7 @@ def audit_(ctx: Context, lines: int, wide: bool) -> None:
     if ctx.as_json:
         show(ctx, result)
         return
-    from spad.tables import audit_table
+    from spad.cli.tables import audit_table
 
     audit_table(result, wide, ctx.utc)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from spad.cli_context import Context
+from spad.cli.context import Context
 
 INTERVAL = 0.2
 ACTIVE = ("running", "stopping")

@@ -22,14 +22,14 @@ from spad.areas import DEFAULT_MAX_FILE
 from spad.errors import HomeError
 from spad.retention import Policy
 from spad.server import homelock
+from spad.server.alarm_watcher import AlarmWatcher
 from spad.server.app import Api
 from spad.server.feed import EventFeed
 from spad.server.hooks import ChangeHook
 from spad.server.hosts import HostCheck
 from spad.server.http import HttpServer, Limits
+from spad.server.runners import Runners
 from spad.server.service import Service
-from spad.server.supervisor import Supervisor
-from spad.server.watcher_process import WatcherProcess
 from spad.store import alarms as alarm_store
 from spad.store.sqlite import connect, migrate
 
@@ -90,9 +90,9 @@ async def serve(home: homes.Home, options: Options) -> None:
     lock = homelock.hold(home)  # before the store and the port: a second server changes nothing
     has_sources, policy, live_config = read_config(home)
     conn = open_store(home)
-    supervisor = Supervisor(home, conn, url="", policy=policy)
-    watcher = WatcherProcess(home)
-    service = Service(home, conn, supervisor, wake_alarms=watcher.ensure_running, policy=policy)
+    runners = Runners(home, conn, url="", policy=policy)
+    watcher = AlarmWatcher(home)
+    service = Service(home, conn, runners, wake_alarms=watcher.ensure_running, policy=policy)
     hosts = HostCheck(options.host, options.allow_hosts)
     limits = Limits(max_connections=descriptors_for(options.max_connections))
     feed = EventFeed(home.db)
@@ -111,11 +111,11 @@ async def serve(home: homes.Home, options: Options) -> None:
     if ":" in url_host:
         url_host = f"[{url_host}]"
     scheme = "https" if context else "http"
-    supervisor.url = url = f"{scheme}://{url_host}:{bound_port}"
+    runners.url = url = f"{scheme}://{url_host}:{bound_port}"
     homes.write_url(home, url)  # where tasks of adopted runners find us (their SPA_URL may be old)
     if context and options.tls_cert:
         # Tasks call back with spa_ctl: let them trust our certificate (self-signed or not).
-        supervisor.task_env["SPA_CACERT"] = os.path.abspath(options.tls_cert)
+        runners.task_env["SPA_CACERT"] = os.path.abspath(options.tls_cert)
     unprepared = cgroups.prepare()
     if unprepared:
         log.info(
@@ -126,7 +126,7 @@ async def serve(home: homes.Home, options: Options) -> None:
     if live_config.on_change:
         hooks = ChangeHook(home, live_config.on_change, live_config.hook_timeout)
         feed.listen(hooks.on_events)
-    supervisor.recover()
+    runners.recover()
     if has_sources or alarm_store.pending_signals(conn):
         watcher.ensure_running()
     log.info("serving %s with home %s", url, home.root)
@@ -136,7 +136,7 @@ async def serve(home: homes.Home, options: Options) -> None:
         loop.add_signal_handler(signum, done.set)
     await done.wait()
     log.info("stopping; runners go on and will be adopted at the next start")
-    supervisor.close()
+    runners.close()
     watcher.close()
     await server.close()
     await feed.close()

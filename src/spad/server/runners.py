@@ -31,7 +31,7 @@ from spad.store import definitions as defs
 from spad.store import runs
 from spad.store.sqlite import transaction
 
-log = logging.getLogger("spad.supervisor")
+log = logging.getLogger("spad.runners")
 
 #: A runner that lived at least this long was healthy: its next restart is immediate.
 HEALTHY_AFTER = 30.0
@@ -50,7 +50,9 @@ def restart_delay(young_deaths: int) -> float:
     return 0.0 if young_deaths <= 1 else min(2.0 ** (young_deaths - 2), MAX_BACKOFF)
 
 
-class Supervisor:
+class Runners:
+    """Every run's runner: started, watched, adopted after a restart, resumed when it dies."""
+
     def __init__(
         self, home: Home, conn: sqlite3.Connection, url: str, policy: Policy | None = None
     ) -> None:

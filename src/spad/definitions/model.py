@@ -19,8 +19,8 @@ import msgspec
 from msgspec import Meta, Struct
 from msgspec.structs import force_setattr
 
+from spad.definitions.names import check_name
 from spad.errors import InvalidParams
-from spad.names import check_name
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 MAX_TASKS = 10_000
