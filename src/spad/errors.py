@@ -58,5 +58,50 @@ class Invalid(SpadError):
     kind = "invalid"
 
 
+class Refused(SpadError):
+    """Who asks may not: no token, a foreign origin, a Host that is not this server's."""
+
+    code = -32000
+    kind = "forbidden"
+
+
+# JSON-RPC 2.0's own errors: the envelope, not the method, is wrong (or the server failed).
+
+
+class ParseError(SpadError):
+    """The body is not JSON."""
+
+    code = -32700
+    kind = "invalid"
+
+
+class InvalidRequest(SpadError):
+    """The body is JSON but not a request (or the HTTP request itself is malformed)."""
+
+    code = -32600
+    kind = "invalid"
+
+
+class MethodNotFound(SpadError):
+    """No such method (or route)."""
+
+    code = -32601
+    kind = "not_found"
+
+
+class InternalError(SpadError):
+    """The server failed; its log has the details, the reply says only that."""
+
+    code = -32603
+    kind = "internal"
+
+
+def error_reply(error: SpadError, request_id: Any = None) -> dict[str, Any]:
+    """The JSON-RPC 2.0 error response for ``error``: every error body spad sends is built
+    here, its code and ``data.kind`` taken from the error's class."""
+    body = {"code": error.code, "message": error.message, "data": error.to_data()}
+    return {"jsonrpc": "2.0", "error": body, "id": request_id}
+
+
 class HomeError(Exception):
     """The home folder is missing, unwritable or broken; the server cannot start."""

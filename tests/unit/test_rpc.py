@@ -142,6 +142,16 @@ def test_rpc_call_batch_all_notifications() -> None:
     )
 
 
+KIND_OF_CODE = {
+    -32700: "invalid",
+    -32600: "invalid",
+    -32601: "not_found",
+    -32602: "invalid",
+    -32603: "internal",
+    -32002: "conflict",
+}
+
+
 @pytest.mark.parametrize(
     ("body", "code"),
     [
@@ -165,6 +175,8 @@ def test_rpc_call_batch_all_notifications() -> None:
 def test_each_error_code(body: str, code: int) -> None:
     reply = rpc(body)
     assert reply["error"]["code"] == code
+    # Every error, the envelope's own too, says its kind, as the class that made it does.
+    assert reply["error"]["data"]["kind"] == KIND_OF_CODE[code]
 
 
 def test_invalid_params_names_the_field_and_application_errors_carry_a_kind() -> None:

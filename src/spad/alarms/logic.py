@@ -95,7 +95,7 @@ def _apply_one(
             _transition(
                 conn,
                 active["id"],
-                "cleared",
+                CLEARED,
                 at,
                 "by a clear signal",
                 state=CLEARED,

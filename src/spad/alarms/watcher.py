@@ -22,6 +22,7 @@ from pathlib import Path
 
 from spad.alarms import journal, logic
 from spad.alarms.config import AlarmsConfig, load
+from spad.alarms.levels import WARNING
 from spad.alarms.sources import BATCH, Source, SourceDown, SqliteSource, open_source
 from spad.home import Home
 from spad.store import alarms as store
@@ -79,7 +80,7 @@ class Watcher:
             log.warning("source %s is away (%s): retrying from its last row", source.origin, reason)
             self._report(
                 source,
-                "warning",
+                WARNING,
                 f"alarm source {source.origin} is away ({reason}): retrying from its last row; "
                 "check its dsn and table in spad.toml",
             )

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import spad
 from spad.areas import DEFAULT_MAX_FILE
-from spad.errors import Forbidden
+from spad.errors import Forbidden, InternalError, InvalidRequest, MethodNotFound, Refused
 from spad.home import MIN_TOKEN, Home
 from spad.server import access, files, rpc, stream, ui
 from spad.server.feed import EventFeed
 from spad.server.hosts import HostCheck
 from spad.server.http import BodyTooLarge, Request
-from spad.server.replies import refusal, refuse
+from spad.server.replies import refuse
 from spad.server.service import Service
 from spad.server.signins import FailedSignIns
 from spad.store import audit
@@ -108,12 +108,8 @@ class Api:
         except OSError as exc:  # a file that vanished or cannot be read: say so, stay up
             log.warning("%s %s failed: %s", request.method, request.path, exc)
             if not request.started:
-                await refusal(
-                    request,
-                    500,
-                    -32603,
-                    f"the server could not do it: {exc.strerror or exc}",
-                    "internal",
+                await refuse(
+                    request, InternalError(f"the server could not do it: {exc.strerror or exc}")
                 )
 
     async def route(self, request: Request) -> None:
@@ -121,13 +117,12 @@ class Api:
         files (no token: a browser cannot send one when it navigates), then the token (nothing
         more is said to a stranger), then the origin, then the route."""
         if not self.hosts.accepts(request.headers.get("host"), request.local_address):
-            await refusal(
+            await refuse(
                 request,
-                403,
-                -32000,
-                f"refused: Host {request.headers.get('host')!r} is not an address of this "
-                "server (a name for it must be given with spad --allow-host NAME)",
-                "forbidden",
+                Refused(
+                    f"refused: Host {request.headers.get('host')!r} is not an address of this "
+                    "server (a name for it must be given with spad --allow-host NAME)"
+                ),
             )
             return
         if await self.without_token(request):
@@ -137,21 +132,18 @@ class Api:
         read_only = not full and self.read_token.accepts(header)
         if not (full or read_only):
             self.failed_sign_ins.failed(request.peer, f"{request.method} {request.path[:100]}")
-            await refusal(
+            await refuse(
                 request,
+                Refused(
+                    "unauthorized: send 'Authorization: Bearer "
+                    "<token>' with the contents of $SPA_HOME/token"
+                ),
                 401,
-                -32000,
-                "unauthorized: send 'Authorization: Bearer "
-                "<token>' with the contents of $SPA_HOME/token",
-                "forbidden",
             )
         elif _foreign_origin(request):
-            await refusal(
+            await refuse(
                 request,
-                403,
-                -32000,
-                "refused: requests from a web page of another origin cannot drive spad",
-                "forbidden",
+                Refused("refused: requests from a web page of another origin cannot drive spad"),
             )
         elif request.path in ("/rpc", "/") and request.method == "POST":
             await self.rpc(request, read_only)
@@ -166,14 +158,13 @@ class Api:
             else:
                 await files.get(request, self.service, remote)
         else:
-            await refusal(
+            await refuse(
                 request,
-                404,
-                -32601,
-                f"no such route: {request.method} "
-                f"{request.path} (POST /rpc, PUT or GET /files/<area>/<path>, GET /events,"
-                " GET /metrics, GET /ui/)",
-                "not_found",
+                MethodNotFound(
+                    f"no such route: {request.method} "
+                    f"{request.path} (POST /rpc, PUT or GET /files/<area>/<path>, GET /events,"
+                    " GET /metrics, GET /ui/)"
+                ),
             )
 
     async def without_token(self, request: Request) -> bool:
@@ -191,7 +182,7 @@ class Api:
         """The live view's reads: the event stream, the metrics, what the dashboard shows."""
         if request.path == "/events":
             if self.feed is None:
-                await refusal(request, 404, -32601, "no event stream here", "not_found")
+                await refuse(request, MethodNotFound("no event stream here"))
             else:
                 await stream.serve(request, self.feed)
         elif request.path == "/metrics":
@@ -207,12 +198,10 @@ class Api:
         try:
             body = await request.read(MAX_BODY)
         except BodyTooLarge:
-            await refusal(
+            await refuse(
                 request,
+                InvalidRequest(f"request body over {MAX_BODY // (1024 * 1024)} MiB: send less"),
                 413,
-                rpc.INVALID_REQUEST,
-                f"request body over {MAX_BODY // (1024 * 1024)} MiB: send less",
-                "invalid",
             )
             await request.discard()
             return

@@ -20,7 +20,7 @@ import stat
 from spad import areas
 from spad.errors import Invalid, SpadError
 from spad.server.http import Request
-from spad.server.replies import refusal, refuse
+from spad.server.replies import refuse
 from spad.server.service import Service
 from spad.store import audit
 
@@ -51,12 +51,12 @@ async def put(request: Request, service: Service, remote: str, limit: int) -> No
         return
     except _TooLarge:
         audit.record(service.conn, "file_put", request.peer, "refused: too large", remote)
-        await refusal(
+        await refuse(
             request,
+            Invalid(
+                f"the file is over the limit of {limit} bytes (spad --max-file-size changes it)"
+            ),
             413,
-            -32004,
-            f"the file is over the limit of {limit} bytes (spad --max-file-size changes it)",
-            "invalid",
         )
         await request.discard()
         return

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import h11
 
+from spad.errors import InvalidRequest, error_reply
 from spad.server.listener import Listener
 from spad.server.shedlog import ShedLog
 
@@ -327,17 +328,7 @@ class HttpServer:
         if connection.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         status = exc.error_status_hint or 400
-        body = json.dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": None,
-                "error": {
-                    "code": -32600,
-                    "message": f"bad HTTP request: {exc}",
-                    "data": {"kind": "invalid"},
-                },
-            }
-        )
+        body = json.dumps(error_reply(InvalidRequest(f"bad HTTP request: {exc}")))
         with contextlib.suppress(Exception):
             await connection.send(
                 h11.Response(

@@ -11,7 +11,7 @@ from typing import Any
 from spad import areas, logfiles, procs, retention, states, transitions
 from spad.alarms import journal
 from spad.alarms import logic as alarm_logic
-from spad.alarms.levels import SEVERITIES, STATES
+from spad.alarms.levels import CRITICAL, SEVERITIES, STATES
 from spad.definitions import catalog
 from spad.errors import Conflict, Invalid, NotFound
 from spad.server.params import (
@@ -384,7 +384,7 @@ def _check_disk(svc: Service, project: str, workflow: str) -> None:
     )
     with transaction(svc.conn):
         alarm_store.raise_signal(
-            svc.conn, runs.now(), project, "spad", "disk", "critical", message, float(free)
+            svc.conn, runs.now(), project, "spad", "disk", CRITICAL, message, float(free)
         )
     svc.wake_alarms()
     raise Conflict(f"cannot run {project}/{workflow}: {message}")

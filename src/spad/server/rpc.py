@@ -14,21 +14,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from spad.errors import SpadError
+from spad.errors import (
+    InternalError,
+    Invalid,
+    InvalidParams,
+    InvalidRequest,
+    MethodNotFound,
+    ParseError,
+    SpadError,
+    error_reply,
+)
 from spad.server.params import parse
 
 log = logging.getLogger("spad.rpc")
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
 MAX_BATCH = 1_000
 MAX_DEPTH = 64
 #: The replies of one batch together, encoded.
 MAX_BATCH_REPLY = 16 * 1024 * 1024
-BATCH_TOO_LARGE = -32004  # the "invalid" kind: the request asks for more than a reply holds
 _OVER_BUDGET = (
     f"not done: the replies of this batch reached {MAX_BATCH_REPLY // (1024 * 1024)} MiB; "
     "send fewer calls in one batch (or page logs with offset)"
@@ -81,16 +84,15 @@ def _handle(
     try:
         message = json.loads(body, parse_constant=_not_json, parse_float=_finite)
     except (ValueError, RecursionError):
-        return _encode(_error(None, PARSE_ERROR, "parse error: the body is not valid JSON"))
+        return _encode(error_reply(ParseError("parse error: the body is not valid JSON")))
     if _depth(message) > MAX_DEPTH:
-        return _encode(_error(None, INVALID_REQUEST, f"JSON nested deeper than {MAX_DEPTH} levels"))
+        return _encode(error_reply(InvalidRequest(f"JSON nested deeper than {MAX_DEPTH} levels")))
     if isinstance(message, list):
         if not message:
-            return _encode(_error(None, INVALID_REQUEST, "invalid request: empty batch"))
+            return _encode(error_reply(InvalidRequest("invalid request: empty batch")))
         if len(message) > MAX_BATCH:
-            return _encode(
-                _error(None, INVALID_REQUEST, f"a batch holds at most {MAX_BATCH} requests")
-            )
+            too_many = InvalidRequest(f"a batch holds at most {MAX_BATCH} requests")
+            return _encode(error_reply(too_many))
         return _batch(message, methods, context, audit)
     reply = _one(message, methods, context, audit)
     return _encode(reply) if reply is not None else None
@@ -113,9 +115,7 @@ def _batch(
                 spent = True
                 if _id_of(message) is _MISSING:
                     continue  # a notification: no reply, even for an error
-                encoded = _encode(
-                    _error(_id_of(message), BATCH_TOO_LARGE, _OVER_BUDGET, {"kind": "invalid"})
-                )
+                encoded = _encode(error_reply(Invalid(_OVER_BUDGET), _id_of(message)))
             parts.append(b", " if parts else b"[")
             parts.append(encoded)
             size += len(encoded) + 2
@@ -131,7 +131,7 @@ def _one(
     message: Any, methods: Mapping[str, Method], context: Any, audit: Audit | None
 ) -> dict[str, Any] | None:
     if not isinstance(message, dict):
-        return _error(None, INVALID_REQUEST, "invalid request: expected a JSON object")
+        return error_reply(InvalidRequest("invalid request: expected a JSON object"))
     request_id = message.get("id", _MISSING)
     reply_id = request_id if _valid_id(request_id) else None
     problem = _check_envelope(message, request_id)
@@ -139,25 +139,29 @@ def _one(
         name = message.get("method")
         refused = methods.get(name) if isinstance(name, str) else None
         if audit is not None and refused is not None and refused.mutating:  # recorded too
-            audit(str(name), f"error {INVALID_REQUEST}: {problem}", _summary(message.get("params")))
-        return _error(reply_id, INVALID_REQUEST, f"invalid request: {problem}")
+            audit(
+                str(name),
+                f"error {InvalidRequest.code}: {problem}",
+                _summary(message.get("params")),
+            )
+        return error_reply(InvalidRequest(f"invalid request: {problem}"), reply_id)
     params = message.get("params", {})
     if _has_lone_surrogate(params):  # refused before anything can act on it, and audited
-        result: Any = _Failure(
-            INVALID_PARAMS,
-            "invalid params: a string is not valid Unicode (it holds a lone surrogate)",
-            {"kind": "invalid"},
+        result: Any = InvalidParams(
+            "invalid params: a string is not valid Unicode (it holds a lone surrogate)"
         )
     else:
         result = _call(message["method"], params, methods, context)
     method = methods.get(message["method"])
     if audit is not None and method is not None and method.mutating:
-        outcome = f"error {result.code}: {result.message}" if isinstance(result, _Failure) else "ok"
+        outcome = (
+            f"error {result.code}: {result.message}" if isinstance(result, SpadError) else "ok"
+        )
         audit(message["method"], outcome, _summary(message.get("params")))
     if request_id is _MISSING:
         return None  # a notification: no reply, even for an error
-    if isinstance(result, _Failure):
-        return _error(request_id, result.code, result.message, result.data)
+    if isinstance(result, SpadError):
+        return error_reply(result, request_id)
     return {"jsonrpc": "2.0", "result": result, "id": request_id}
 
 
@@ -178,26 +182,19 @@ def _check_envelope(message: dict[str, Any], request_id: Any) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class _Failure:
-    code: int
-    message: str
-    data: dict[str, Any] | None = None
-
-
 def _call(name: str, params: Any, methods: Mapping[str, Method], context: Any) -> Any:
     method = methods.get(name)
     if method is None:
-        return _Failure(METHOD_NOT_FOUND, f"method not found: {name!r} (see spa_ctl --help)")
+        return MethodNotFound(f"method not found: {name!r} (see spa_ctl --help)")
     try:
         if method.params is not None:
             params = parse(method.params, params)
         return method.function(context, params)
     except SpadError as exc:
-        return _Failure(exc.code, exc.message, exc.to_data())
+        return exc
     except Exception:
         log.exception("method %s failed", name)
-        return _Failure(INTERNAL_ERROR, "internal error: the server log has the details")
+        return InternalError("internal error: the server log has the details")
 
 
 def _summary(params: Any) -> str:
@@ -244,15 +241,6 @@ def _has_lone_surrogate(value: Any) -> bool:
     return False
 
 
-def _error(
-    request_id: Any, code: int, message: str, data: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    error: dict[str, Any] = {"code": code, "message": message}
-    if data is not None:
-        error["data"] = data
-    return {"jsonrpc": "2.0", "error": error, "id": request_id}
-
-
 def _encode(reply: Any) -> bytes:
     if isinstance(reply, list):
         return b"[" + b", ".join(_encode(r) for r in reply) + b"]"
@@ -265,9 +253,8 @@ def _encode(reply: Any) -> bytes:
             text = json.dumps(reply, ensure_ascii=False, allow_nan=False)
         except ValueError:  # NaN is not JSON: say so rather than send what no client parses
             log.error("a reply held a NaN or an infinity: replaced by an error")
-            text = json.dumps(
-                _error(reply.get("id"), INTERNAL_ERROR, "internal error: a value is not JSON")
-            )
+            not_json = InternalError("internal error: a value is not JSON")
+            text = json.dumps(error_reply(not_json, reply.get("id")))
     # A surrogate that still got in (a file name that is not UTF-8, read by os.listdir)
     # becomes the JSON escape ``\\udcff``: the reply is always sent, and stays valid JSON.
     return text.encode("utf-8", "backslashreplace")

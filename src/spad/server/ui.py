@@ -10,8 +10,9 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
+from spad.errors import MethodNotFound
 from spad.server.http import Request
-from spad.server.replies import refusal
+from spad.server.replies import refuse
 
 PREFIX = "/ui"
 TYPES = {
@@ -44,6 +45,6 @@ async def serve(request: Request) -> None:
         return
     name = request.path[len(PREFIX) + 1 :] or "index.html"
     if name not in TYPES:
-        await refusal(request, 404, -32601, f"no such file of the dashboard: {name}", "not_found")
+        await refuse(request, MethodNotFound(f"no such file of the dashboard: {name}"))
         return
     await request.respond(200, _file(name), TYPES[name], HEADERS)

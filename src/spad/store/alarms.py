@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from spad.alarms.levels import CLEARED, OPEN
+
 Row = sqlite3.Row
 
 
@@ -23,9 +25,9 @@ def set_cursor(conn: sqlite3.Connection, origin: str, last_id: int) -> None:
 
 def active(conn: sqlite3.Connection, project: str, source: str, kind: str) -> Row | None:
     row: Row | None = conn.execute(
-        "SELECT * FROM alarms WHERE project = ? AND source = ? AND kind = ? AND state != 'cleared'"
+        "SELECT * FROM alarms WHERE project = ? AND source = ? AND kind = ? AND state != ?"
         " ORDER BY id DESC LIMIT 1",
-        (project, source, kind),
+        (project, source, kind, CLEARED),
     ).fetchone()
     return row
 
@@ -34,9 +36,9 @@ def recently_cleared(
     conn: sqlite3.Connection, project: str, source: str, kind: str, since: str
 ) -> Row | None:
     row: Row | None = conn.execute(
-        "SELECT * FROM alarms WHERE project = ? AND source = ? AND kind = ? AND state = 'cleared'"
+        "SELECT * FROM alarms WHERE project = ? AND source = ? AND kind = ? AND state = ?"
         " AND cleared_at > ? ORDER BY id DESC LIMIT 1",
-        (project, source, kind, since),
+        (project, source, kind, CLEARED, since),
     ).fetchone()
     return row
 
@@ -55,8 +57,8 @@ def insert(
     cursor_ = conn.execute(
         "INSERT INTO alarms (project, source, kind, severity, state, count, first_seen,"
         " last_seen, message, value, origin, logged_at)"
-        " VALUES (?, ?, ?, ?, 'open', 1, ?, ?, ?, ?, ?, ?)",
-        (project, source, kind, severity, at, at, message, value, origin, at),
+        " VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
+        (project, source, kind, severity, OPEN, at, at, message, value, origin, at),
     )
     return int(cursor_.lastrowid or 0)
 
