@@ -6,13 +6,12 @@ touching it. A child subreaper, so a task's orphaned children are reaped (and ki
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import selectors
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from spad import executors, procs, transitions
 from spad import home as layout
@@ -20,7 +19,7 @@ from spad.runner.engine import Engine, RunInfo
 from spad.runner.signals import FORCED, GRACEFUL, HARD, SignalInbox
 from spad.runner.timers import Timers
 from spad.store import runs
-from spad.store.sqlite import connect
+from spad.store.sqlite import batch, connect
 
 _PR_SET_CHILD_SUBREAPER = 36
 
@@ -42,18 +41,6 @@ def load_info(home: str, conn: sqlite3.Connection, run_id: int) -> RunInfo:
         token=_read(os.path.join(home, layout.TOKEN)),
         status=row["status"],
     )
-
-
-@contextlib.contextmanager
-def batch(conn: sqlite3.Connection) -> Iterator[None]:
-    """One deferred transaction: it takes the write lock only if something is written."""
-    conn.execute("BEGIN")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
 
 
 def _read(path: str) -> str:
@@ -125,10 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     home, run_id = os.path.abspath(args[0]), int(args[1])
     inbox = SignalInbox()  # first: a stop sent while we start is queued, not fatal
     become_subreaper()
-    conn = connect(os.path.join(home, layout.DB))
     # A runner reads and writes a few rows of its own run: a small page cache is plenty, and
     # each runner's cache is private memory (a thousand runners, a thousand caches).
-    conn.execute("PRAGMA cache_size = -128")
+    conn = connect(os.path.join(home, layout.DB), cache_kib=128)
     runs.set_runner(conn, run_id, os.getpid(), procs.identity(os.getpid()))
     loop = Loop()
     engine = Engine(

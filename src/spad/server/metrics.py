@@ -1,4 +1,5 @@
-"""``GET /metrics``: Prometheus text format 0.0.4, built from the store at scrape time.
+"""``GET /metrics``: Prometheus text format 0.0.4, built from the store at scrape time
+(the queries are in :mod:`spad.store.metrics`).
 
 Labels name projects, workflows, tasks, statuses, alarm states and severities, never a run id,
 an attempt or a pid: those would make a new series at every run. "The latest run of each
@@ -11,36 +12,10 @@ import os
 import sqlite3
 
 from spad import procs
+from spad.store import metrics as queries
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
-
-def _esc(column: str) -> str:
-    """SQL that escapes a label value as the text format asks (backslash, quote, newline)."""
-    return f"replace(replace(replace({column}, '\\', '\\\\'), '\"', '\\\"'), char(10), '\\n')"
-
-
-_LATEST_RUN = "(SELECT max(id) FROM runs WHERE workflow_id = w.id)"  # on runs_by_workflow
-#: Each workflow: its labels (escaped by SQLite), its latest run's status and whether it is
-#: unfinished.
-_WORKFLOWS = (
-    f"SELECT {_esc('p.name')} AS project, {_esc('w.name')} AS workflow,"
-    " coalesce(r.status, 'not run') AS status, coalesce(r.finished = 0, 0) AS unfinished"
-    " FROM workflows w JOIN projects p ON p.id = w.project_id"
-    f" LEFT JOIN runs r ON r.id = {_LATEST_RUN} ORDER BY p.name, w.name"
-)
-#: Each task of each workflow, as in the workflow's latest run (``not run`` when it has none).
-_TASKS = (
-    f'SELECT printf(\'project="%s",workflow="%s"\', {_esc("p.name")}, {_esc("w.name")}),'
-    f" {_esc('t.name')}, coalesce(rt.status, 'not run'), coalesce(rt.attempt, 0), rt.exit_code"
-    " FROM tasks t JOIN workflows w ON w.id = t.workflow_id JOIN projects p ON p.id = w.project_id"
-    f" LEFT JOIN run_tasks rt ON rt.run_id = {_LATEST_RUN} AND rt.name = t.name"
-    " ORDER BY p.name, w.name, t.place"
-)
-_UNFINISHED = "SELECT runner_pid, runner_identity FROM runs WHERE finished = 0"
-_ALARMS = (
-    f"SELECT {_esc('state')}, {_esc('severity')}, count(*) FROM alarms GROUP BY state, severity"
-)
 
 HELP = {
     "spad_up": ("gauge", "1 while spad answers."),
@@ -75,7 +50,7 @@ def render(conn: sqlite3.Connection, version: str) -> bytes:
     samples["spad_runners"].append(f"spad_runners {_runners(conn)}")
     _workflow_samples(conn, samples)
     _task_samples(conn, samples)
-    for state, severity, count in conn.execute(_ALARMS):
+    for state, severity, count in queries.alarm_counts(conn):
         samples["spad_alarms"].append(
             f'spad_alarms{{state="{state}",severity="{severity}"}} {count}'
         )
@@ -88,7 +63,7 @@ def render(conn: sqlite3.Connection, version: str) -> bytes:
 def _workflow_samples(conn: sqlite3.Connection, samples: dict[str, list[str]]) -> None:
     counts: dict[tuple[str, str], int] = {}
     running = samples["spad_workflow_running"]
-    for project, workflow, status, unfinished in conn.execute(_WORKFLOWS):
+    for project, workflow, status, unfinished in queries.latest_workflows(conn):
         key = (project, status)
         counts[key] = counts.get(key, 0) + 1
         running.append(
@@ -103,7 +78,7 @@ def _workflow_samples(conn: sqlite3.Connection, samples: dict[str, list[str]]) -
 def _task_samples(conn: sqlite3.Connection, samples: dict[str, list[str]]) -> None:
     counts: dict[tuple[str, str], int] = {}
     restarts, exit_codes = samples["spad_task_restarts_total"], samples["spad_task_last_exit_code"]
-    for workflow, task, status, attempt, exit_code in conn.execute(_TASKS):
+    for workflow, task, status, attempt, exit_code in queries.latest_tasks(conn):
         key = (workflow, status)
         counts[key] = counts.get(key, 0) + 1
         labels = f'{workflow},task="{task}"'
@@ -122,5 +97,5 @@ def _escape(value: str) -> str:
 
 def _runners(conn: sqlite3.Connection) -> int:
     """Runners alive: those of unfinished runs whose process is still the one recorded."""
-    rows = conn.execute(_UNFINISHED).fetchall()
+    rows = queries.unfinished_runners(conn)
     return sum(procs.is_alive(pid, identity) for pid, identity in rows)

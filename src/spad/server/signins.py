@@ -36,9 +36,10 @@ class FailedSignIns:
         now = time.monotonic()
         window = self._windows.get(client)
         if window is None or now - window.started > WINDOW:
-            audit.record(self._conn, "sign_in", client, "refused: 1 failed sign-in", reason)
-            row_id = self._conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-            self._windows[client] = _Window(int(row_id), now)
+            row_id = audit.record(
+                self._conn, "sign_in", client, "refused: 1 failed sign-in", reason
+            )
+            self._windows[client] = _Window(row_id, now)
             self._forget_old(now)
             return
         window.count += 1

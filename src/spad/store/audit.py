@@ -11,11 +11,13 @@ MAX_DETAIL = 500
 
 def record(
     conn: sqlite3.Connection, method: str, client: str, outcome: str, detail: str = ""
-) -> None:
-    conn.execute(
+) -> int:
+    """Add a row to the trail; returns its id."""
+    cursor = conn.execute(
         "INSERT INTO audit (at, method, client, outcome, detail) VALUES (?, ?, ?, ?, ?)",
         (now(), _storable(method), client, _storable(outcome), _storable(detail)),
     )
+    return int(cursor.lastrowid or 0)
 
 
 def _storable(text: str) -> str:

@@ -241,14 +241,17 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
-    """Open the store with the settings every process of spad uses."""
+def connect(path: str | os.PathLike[str], cache_kib: int | None = None) -> sqlite3.Connection:
+    """Open the store with the settings every process of spad uses (``cache_kib``: a page
+    cache smaller than SQLite's default 2 MiB)."""
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
+    if cache_kib is not None:
+        conn.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
     return conn
 
 
@@ -280,6 +283,18 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
+def batch(conn: sqlite3.Connection) -> Iterator[None]:
+    """One deferred transaction: it takes the write lock only if something is written."""
+    conn.execute("BEGIN")
+    try:
+        yield
     except BaseException:
         conn.execute("ROLLBACK")
         raise
