@@ -18,8 +18,14 @@ DATA = "data"
 LOGS = "logs"
 #: The state.
 DB = "spa.db"
-#: The API token (and, beside it, the read-only one).
+#: The API token.
 TOKEN = "token"
+#: The read-only token, once ``spad token --read-only`` made it.
+READ_ONLY_TOKEN = "token-read-only"
+#: The settings (alarm sources, retention, hooks, metrics, Slurm), when there are any.
+CONFIG = "spad.toml"
+#: Held (``flock``) by the one server of this home.
+LOCK = "spad.lock"
 #: What runners print to their own stdout and stderr (inside LOGS).
 RUNNERS_LOG = "runners.log"
 #: The alarms' journal, a JSON line per transition (inside LOGS).

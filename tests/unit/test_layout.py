@@ -40,3 +40,17 @@ def test_the_client_module_a_task_calls_loads_neither_click_nor_the_server() -> 
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split())  # fmt: skip
     assert not {m for m in loaded if m == "click" or m.startswith(("spad.server", "click."))}
+
+
+def test_the_home_layout_is_spelled_only_in_home_py() -> None:
+    from spad import home
+
+    names = {home.DB, home.READ_ONLY_TOKEN, home.CONFIG, home.LOCK, home.RUNNERS_LOG}
+    names.add(home.ALARMS_LOG)
+    spellers = {
+        str(path.relative_to(SRC))
+        for path in SRC.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant) and node.value in names
+    }
+    assert spellers == {"home.py"}

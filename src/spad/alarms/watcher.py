@@ -24,7 +24,7 @@ from spad.alarms import journal, logic
 from spad.alarms.config import AlarmsConfig, load
 from spad.alarms.levels import WARNING
 from spad.alarms.sources import BATCH, Source, SourceDown, SqliteSource, open_source
-from spad.home import Home
+from spad.home import CONFIG, Home
 from spad.store import alarms as store
 from spad.store import runs
 from spad.store.sqlite import connect, transaction
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     home = Home(Path(args[0]).absolute())
-    config = load(home.root / "spad.toml")
+    config = load(home.root / CONFIG)
     Watcher(home, config.alarms).run_forever()
     return 0
 

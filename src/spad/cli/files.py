@@ -13,6 +13,7 @@ import click
 
 from spad.cli.client import Progress
 from spad.cli.context import Context, pass_ctx, show
+from spad.home import BIN
 
 LARGE = 1024 * 1024
 
@@ -50,7 +51,7 @@ def put(ctx: Context, local: Path, remote: str, executable: bool) -> None:
     Into bin/ the local execute bit is kept, as scp -p does."""
     if remote.endswith("/") or "/" not in remote.strip("/"):
         remote = remote.rstrip("/") + "/" + local.name
-    if remote.strip("/").startswith("bin/") and os.access(local, os.X_OK):
+    if remote.strip("/").startswith(f"{BIN}/") and os.access(local, os.X_OK):
         executable = True
     with progress_bar(f"put {local.name}", local.stat().st_size) as progress:
         result = ctx.guarded(ctx.client.put_file, local, remote, executable, progress)

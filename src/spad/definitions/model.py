@@ -21,6 +21,7 @@ from msgspec.structs import force_setattr
 
 from spad.definitions.names import check_name
 from spad.errors import InvalidParams
+from spad.home import DATA
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 MAX_TASKS = 10_000
@@ -108,7 +109,7 @@ class TaskSpec(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     stop_signal: str = "SIGTERM"
     stop_timeout: Annotated[float, Meta(ge=0, le=86_400)] = 6.0
     env: Annotated[dict[str, str], Meta(max_length=1_000)] = {}
-    cwd: str = "data"
+    cwd: str = DATA
     timeout: Seconds = 0.0
     idle_timeout: Seconds = 0.0
     #: Bytes, or ``"512M"``; None: no limit.

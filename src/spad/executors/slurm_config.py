@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import tomllib
 
+from spad.home import CONFIG
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -47,7 +49,7 @@ class ConfigError(ValueError):
 
 def load(home: str) -> SlurmConfig | None:
     """The ``[slurm]`` section of the home's spad.toml; None when there is none."""
-    path = os.path.join(home, "spad.toml")
+    path = os.path.join(home, CONFIG)
     try:
         with open(path, "rb") as handle:
             data = tomllib.load(handle)
@@ -102,7 +104,7 @@ def refusal(home: str) -> str | None:
         return f"Slurm is not configured correctly: {exc}"
     if config is None:
         return (
-            f"Slurm is not configured: add a [slurm] section to {os.path.join(home, 'spad.toml')}"
+            f"Slurm is not configured: add a [slurm] section to {os.path.join(home, CONFIG)}"
             " (it may be empty)"
         )
     missing = missing_commands()

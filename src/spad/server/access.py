@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from spad.errors import Forbidden
+from spad.home import READ_ONLY_TOKEN
 from spad.server.rpc import Method
 
-READ_ONLY_FILE = "token-read-only"
+READ_ONLY_FILE = READ_ONLY_TOKEN
 
 
 def _refuse(_service: Any, _params: Any) -> None:

@@ -11,13 +11,13 @@ import fcntl
 import os
 
 from spad.errors import HomeError
-from spad.home import Home
+from spad.home import LOCK, Home
 
 
 def hold(home: Home) -> int:
     """Lock the home for this process, or HomeError naming the server that holds it. Returns
     the descriptor to keep open (it is close-on-exec: runners do not inherit it)."""
-    path = home.root / "spad.lock"
+    path = home.root / LOCK
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:

@@ -178,7 +178,7 @@ def read_config(home: homes.Home) -> tuple[bool, Policy, LiveConfig]:
     """Whether spad.toml names alarm sources, the retention policy and the live view's
     settings; a bad file stops the start, naming the field. (Read only when the file exists: a
     home without one never loads its validation.)"""
-    path = home.root / "spad.toml"
+    path = home.root / homes.CONFIG
     if not path.exists():
         return False, Policy(), LiveConfig()
     from spad.alarms import config
