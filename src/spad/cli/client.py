@@ -1,5 +1,5 @@
-"""The JSON-RPC client spa_ctl uses. Standard library only, so a task calling ``spa_ctl`` pays
-little to start it."""
+"""The JSON-RPC client spa_ctl, the tests and the benchmarks use. Standard library only, so a
+task calling ``spa_ctl`` pays little to start it."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""The alarm watcher runs beside the server as a process of its own (so it never slows the
-server), dies with it (parent-death signal) and is started again if it ends."""
+"""The server's keeper of the alarm watcher (:mod:`spad.alarms.watcher`, which does the
+watching): it runs beside the server as a process of its own (so it never slows the server),
+dies with it (parent-death signal) and is started again if it ends."""
 
 from __future__ import annotations
 
