@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from spad import executors, logfiles, states, transitions
+from spad.executors.base import Launch
 from spad.runner.engine import KILL_WAIT, WAITING_POLL
 from tests.conftest import task
 from tests.unit.engine_run import EngineRun, Script
-from tests.unit.fake_executor import FakeExecutor
+from tests.unit.fake_executor import FakeExecutor, FakeProcess
 
 TERM, KILL = int(signal.SIGTERM), int(signal.SIGKILL)
 #: A task that runs until it is stopped.
@@ -403,3 +404,26 @@ def test_a_task_that_ends_in_time_is_not_touched_by_its_timeout(make_run: MakeRu
     run = make_run(task("a", timeout=5)).script("a", Script(runs=4.9)).start()
     assert run.finish()["status"] == states.SUCCESS
     assert run.attempts("a")[0].received == []
+
+
+def test_a_turn_starts_every_task_before_it_writes(make_run: MakeRun) -> None:
+    """Spawning under the write lock kept a thousand starting runners queued on it: the
+    processes of a turn are all started first, then recorded."""
+    run = make_run(
+        task("bg1", exec="parallel"), task("bg2", exec="parallel"), task("main", exec="await")
+    )
+    order: list[str] = []
+    run.conn.set_trace_callback(
+        lambda sql: order.append("write") if sql.lstrip().upper().startswith("UPDATE") else None
+    )
+    start = run.fake.start
+
+    def recorded_start(launch: Launch) -> FakeProcess:
+        order.append("start")
+        return start(launch)
+
+    run.fake.start = recorded_start  # type: ignore[method-assign]
+    run.start()
+    run.conn.set_trace_callback(None)
+    assert order[:3] == ["start"] * 3 and "start" not in order[3:]
+    assert sorted(run.running()) == ["bg1", "bg2", "main"]

@@ -142,16 +142,39 @@ class Engine:
         self._check_end()
 
     def _advance(self) -> None:
-        while self.stop_mode is None and self.pending and self.awaiting is None:
+        """Start what the list allows now. Every process is started before any is recorded:
+        the turn's write lock, taken at its first write, is then held for the writes alone,
+        not for the spawns (a thousand runners starting at once queue on that lock)."""
+        started: list[tuple[Task, TaskProcess, str]] = []
+        failed: tuple[Task, OSError, str] | None = None
+        while failed is None and self.stop_mode is None and self.pending and self.awaiting is None:
             task = self.pending.popleft()
             if task.exec == "await":
                 self.awaiting = task
-            self._launch(task)
+            path = self._next_attempt(task)
+            try:
+                started.append((task, self._start(task, path), path))
+            except OSError as exc:
+                failed = (task, exc, path)
+        for task, process, path in started:
+            self._launched(task, process, path)
+        if failed is not None:
+            self._start_failed(*failed)
 
     def _launch(self, task: Task) -> None:
+        path = self._next_attempt(task)
+        try:
+            process = self._start(task, path)
+        except OSError as exc:
+            self._start_failed(task, exc, path)
+            return
+        self._launched(task, process, path)
+
+    def _next_attempt(self, task: Task) -> str:
+        """Count the attempt about to start; its log file's path."""
         task.attempt += 1
         task.stop_sent = task.kill_sent = task.timed_out = False
-        path = logfiles.path_for(
+        return logfiles.path_for(
             os.path.join(self.home, layout.LOGS),
             self.info.project,
             self.info.workflow,
@@ -159,19 +182,17 @@ class Engine:
             task.name,
             task.attempt,
         )
-        try:
-            process = self._start(task, path)
-        except OSError as exc:
-            log = logfiles.RotatingLog(path)
-            log.write(f"spad: cannot start {task.function}: {exc.strerror or exc}\n".encode())
-            log.close()
-            code = 127 if isinstance(exc, FileNotFoundError) else 126
-            status = states.error(code)
-            self._move(
-                task, START_FAILED, status, attempt=task.attempt, exit_code=code, log_path=path
-            )
-            self._after_end(task, status)
-            return
+
+    def _start_failed(self, task: Task, exc: OSError, path: str) -> None:
+        log = logfiles.RotatingLog(path)
+        log.write(f"spad: cannot start {task.function}: {exc.strerror or exc}\n".encode())
+        log.close()
+        code = 127 if isinstance(exc, FileNotFoundError) else 126
+        status = states.error(code)
+        self._move(task, START_FAILED, status, attempt=task.attempt, exit_code=code, log_path=path)
+        self._after_end(task, status)
+
+    def _launched(self, task: Task, process: TaskProcess, path: str) -> None:
         task.process = process
         self.active[id(process)] = task
         self._move(
