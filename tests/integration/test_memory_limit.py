@@ -51,6 +51,8 @@ def test_a_task_past_memory_max_is_killed_and_reported(server: Server) -> None:
     log = server.call("logs", workflow="w", task="t")
     assert "spad: memory limit" in log and "memory_max (67108864 bytes)" in log
     assert "memory limit" in (server.home / "logs" / "runners.log").read_text()
+    ended = server.call("events", workflow="w", task="t", run_id=run_id)["events"][-1]
+    assert (ended["status"], ended["reason"]) == ("terminated(-9)", "memory limit")
     # The other workflow was not touched.
     calm = server.task("calm", "c")
     assert (calm["status"], calm["attempt"]) == ("running", 1)

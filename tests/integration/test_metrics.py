@@ -64,6 +64,9 @@ def test_the_contract_names_with_their_labels(server: Server) -> None:
     codes = samples(families, "spad_task_last_exit_code")
     assert codes[(("project", "pr1"), ("task", "bad"), ("workflow", "wf1"))] == 4
     assert codes[(("project", "pr1"), ("task", "ok"), ("workflow", "wf1"))] == 0
+    memory = samples(families, "spad_task_memory_bytes")  # only what runs has a memory
+    assert list(memory) == [(("project", "pr1"), ("task", "t1"), ("workflow", "wf2"))]
+    assert memory[(("project", "pr1"), ("task", "t1"), ("workflow", "wf2"))] > 100_000
     assert samples(families, "spad_alarms") == {(("severity", "critical"), ("state", "open")): 1}
     assert samples(families, "spad_runners") == {(): 1}
     assert samples(families, "process_resident_memory_bytes")[()] > 1_000_000

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 #: How long a process group may take to die after SIGKILL before it is called immortal.
 KILL_WAIT = 3.0
+#: Why an attempt ended, recorded with its end when the kernel killed it for memory_max.
+MEMORY_LIMIT = "memory limit"
 #: How often a graceful stop looks whether a waiting task is running again.
 WAITING_POLL = 0.1
 MAX_RETRY_DELAY = 60.0
@@ -233,14 +235,17 @@ class Engine:
                 raise PermissionError(1, f"memory_max: {exc}") from exc
         return self._hierarchy
 
-    def _memory_end(self, task: Task, code: int) -> None:
-        """Say so when the kernel killed the task for its memory limit; drop its cgroup."""
+    def _memory_end(self, task: Task, code: int) -> str | None:
+        """Say so when the kernel killed the task for its memory limit (then the reason the
+        attempt's end records: "memory limit"); drop its cgroup."""
         group, task.cgroup = task.cgroup, None
         if group is None:
-            return
+            return None
+        reason = None
         if code == -signal.SIGKILL and group.oom_kills() > 0:
+            reason = MEMORY_LIMIT
             note = (
-                f"spad: memory limit: {self.info.project}/{self.info.workflow}/{task.name}"
+                f"spad: {MEMORY_LIMIT}: {self.info.project}/{self.info.workflow}/{task.name}"
                 f" attempt {task.attempt} went past memory_max ({task.memory_max} bytes);"
                 " the kernel killed it\n"
             )
@@ -250,6 +255,7 @@ class Engine:
         group.remove()
         if os.path.isdir(group.path):  # its processes are not all gone yet
             self._cgroups_left.append(group)
+        return reason
 
     def _run_env(self) -> dict[str, str]:
         """What every task of this run gets (built once: copying os.environ is not free)."""
@@ -332,7 +338,7 @@ class Engine:
     def _ended(self, task: Task, code: int) -> None:
         task.cancel_timers()
         task.process = None
-        self._memory_end(task, code)
+        reason = self._memory_end(task, code)
         if task.log is not None:
             task.log.close()
             task.log = None
@@ -342,7 +348,7 @@ class Engine:
             status = states.KILLED if task.kill_sent else states.STOPPED
         else:
             status = states.from_exit_code(code)
-        self._move(task, END, status, exit_code=code)
+        self._move(task, END, status, exit_code=code, reason=reason)
         self._after_end(task, status)
 
     def _after_end(self, task: Task, status: str) -> None:

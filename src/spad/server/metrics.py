@@ -27,6 +27,10 @@ HELP = {
     "spad_tasks": ("gauge", "Tasks of each workflow's latest run, by status."),
     "spad_task_restarts_total": ("counter", "Restarts of the task in its workflow's latest run."),
     "spad_task_last_exit_code": ("gauge", "Exit code of the task's last ended attempt."),
+    "spad_task_memory_bytes": (
+        "gauge",
+        "Resident memory of a running local task's processes (read from /proc at the scrape).",
+    ),
     "spad_alarms": ("gauge", "Alarms by state and severity."),
 }
 
@@ -78,13 +82,16 @@ def _workflow_samples(conn: sqlite3.Connection, samples: dict[str, list[str]]) -
 def _task_samples(conn: sqlite3.Connection, samples: dict[str, list[str]]) -> None:
     counts: dict[tuple[str, str], int] = {}
     restarts, exit_codes = samples["spad_task_restarts_total"], samples["spad_task_last_exit_code"]
-    for workflow, task, status, attempt, exit_code in queries.latest_tasks(conn):
+    memory = samples["spad_task_memory_bytes"]
+    for workflow, task, status, attempt, exit_code, pid, identity in queries.latest_tasks(conn):
         key = (workflow, status)
         counts[key] = counts.get(key, 0) + 1
         labels = f'{workflow},task="{task}"'
         restarts.append(f"spad_task_restarts_total{{{labels}}} {max(attempt - 1, 0)}")
         if exit_code is not None:
             exit_codes.append(f"spad_task_last_exit_code{{{labels}}} {exit_code}")
+        if pid is not None and procs.is_alive(pid, identity):
+            memory.append(f"spad_task_memory_bytes{{{labels}}} {procs.resident_bytes(pid)}")
     samples["spad_tasks"] += [
         f'spad_tasks{{{workflow},status="{_escape(status)}"}} {count}'
         for (workflow, status), count in counts.items()

@@ -25,7 +25,8 @@ _WORKFLOWS = (
 #: Each task of each workflow, as in the workflow's latest run (``not run`` when it has none).
 _TASKS = (
     f'SELECT printf(\'project="%s",workflow="%s"\', {_esc("p.name")}, {_esc("w.name")}),'
-    f" {_esc('t.name')}, coalesce(rt.status, 'not run'), coalesce(rt.attempt, 0), rt.exit_code"
+    f" {_esc('t.name')}, coalesce(rt.status, 'not run'), coalesce(rt.attempt, 0), rt.exit_code,"
+    " CASE WHEN rt.ended_at IS NULL AND rt.pid > 0 THEN rt.pid END, rt.pid_identity"
     " FROM tasks t JOIN workflows w ON w.id = t.workflow_id JOIN projects p ON p.id = w.project_id"
     f" LEFT JOIN run_tasks rt ON rt.run_id = {_LATEST_RUN} AND rt.name = t.name"
     " ORDER BY p.name, w.name, t.place"
@@ -42,7 +43,8 @@ def latest_workflows(conn: sqlite3.Connection) -> list[Any]:
 
 
 def latest_tasks(conn: sqlite3.Connection) -> list[Any]:
-    """(workflow's labels, task, status, attempt, exit code) per task, from its latest run."""
+    """(workflow's labels, task, status, attempt, exit code, pid while it runs locally, its
+    identity) per task, from its latest run."""
     return conn.execute(_TASKS).fetchall()
 
 

@@ -189,7 +189,7 @@ def task_launched(
     conn.execute(
         "UPDATE run_tasks SET status = CASE WHEN status = 'waiting' THEN status ELSE ? END,"
         " pid = ?, pid_identity = ?, attempt = ?, exit_code = NULL, started_at = ?,"
-        " ended_at = NULL, log_path = ? WHERE run_id = ? AND name = ?",
+        " ended_at = NULL, end_reason = NULL, log_path = ? WHERE run_id = ? AND name = ?",
         (status, pid, identity, attempt, now(), log_path, run_id, name),
     )
 
@@ -214,12 +214,18 @@ def task_not_started(
 
 
 def task_ended(
-    conn: sqlite3.Connection, run_id: int, name: str, status: str, exit_code: int
+    conn: sqlite3.Connection,
+    run_id: int,
+    name: str,
+    status: str,
+    exit_code: int,
+    reason: str | None = None,
 ) -> None:
+    """An attempt ended; ``reason`` when spad knows why beyond its status ("memory limit")."""
     conn.execute(
-        "UPDATE run_tasks SET status = ?, exit_code = ?, ended_at = ?"
+        "UPDATE run_tasks SET status = ?, exit_code = ?, ended_at = ?, end_reason = ?"
         " WHERE run_id = ? AND name = ?",
-        (status, exit_code, now(), run_id, name),
+        (status, exit_code, now(), reason, run_id, name),
     )
 
 

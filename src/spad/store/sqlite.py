@@ -33,6 +33,11 @@ _TASK_EVENT = (
     f" 'exit_code', NEW.exit_code, 'pid', NEW.pid, 'at', {_NOW}) {_RUN_NAMES}"
     " WHERE r.id = NEW.run_id"
 )
+#: From schema 8 on: a task's events also say why an attempt ended, where spad knows more than
+#: its status does ("memory limit").
+_TASK_EVENT_REASON = _TASK_EVENT.replace(
+    "'pid', NEW.pid,", "'pid', NEW.pid, 'reason', NEW.end_reason,"
+)
 _ALARM_EVENT = (
     "SELECT json_object('id', NEW.id, 'project', NEW.project, 'source', NEW.source,"
     " 'kind', NEW.kind, 'severity', NEW.severity, 'state', NEW.state, 'count', NEW.count,"
@@ -237,6 +242,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE run_tasks ADD COLUMN executor TEXT NOT NULL DEFAULT 'local';
     ALTER TABLE run_tasks ADD COLUMN slurm_args TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE run_tasks ADD COLUMN job TEXT;
+    """,
+    # 8: why an attempt ended, where its status does not say it all (``memory limit``), in the
+    # row and in its events.
+    f"""
+    ALTER TABLE run_tasks ADD COLUMN end_reason TEXT;
+    DROP TRIGGER events_task_status;
+    {_event_trigger("task_status", "UPDATE OF status", "run_tasks", "task", _TASK_EVENT_REASON)}
     """,
 )
 
