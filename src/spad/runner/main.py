@@ -6,23 +6,26 @@ touching it. A child subreaper, so a task's orphaned children are reaped (and ki
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import selectors
 import sqlite3
 import sys
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 
-from spad import executors, procs, transitions
+from spad import executors, faults, procs, transitions
 from spad import home as layout
 from spad.runner.engine import Engine, RunInfo
 from spad.runner.signals import FORCED, GRACEFUL, HARD, SignalInbox
+from spad.runner.store import StoreFull, TurnStore, patiently, say
 from spad.runner.timers import Timers
 from spad.store import runs
-from spad.store.sqlite import connect
+from spad.store.sqlite import connect_as
 
 _PR_SET_CHILD_SUBREAPER = 36
+#: The exit code of a runner whose store's disk is full: the server resumes its run (EX_TEMPFAIL).
+EXIT_STORE_FULL = 75
 
 
 def become_subreaper() -> None:
@@ -44,18 +47,6 @@ def load_info(home: str, conn: sqlite3.Connection, run_id: int) -> RunInfo:
     )
 
 
-@contextlib.contextmanager
-def batch(conn: sqlite3.Connection) -> Iterator[None]:
-    """One deferred transaction: it takes the write lock only if something is written."""
-    conn.execute("BEGIN")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
 def _read(path: str) -> str:
     with open(path) as handle:
         return handle.read().strip()
@@ -75,7 +66,7 @@ class Loop:
     def unwatch(self, fd: int) -> None:
         self.selector.unregister(fd)
 
-    def run(self, engine: Engine, inbox: SignalInbox, conn: sqlite3.Connection) -> None:
+    def run(self, engine: Engine, inbox: SignalInbox, conn: TurnStore) -> None:
         """Each turn's transitions commit together, before the loop waits again: one commit
         where a task ends and the next starts, one for a hundred tasks started at once."""
         self.watch(inbox.fileno(), lambda: self._on_signals(engine, inbox))
@@ -87,11 +78,11 @@ class Loop:
             interval = executor.poll_interval()
             if interval is not None:
                 self._every(interval, engine)
-        with batch(conn):
+        with conn.turn():
             engine.start()
         while not engine.done:
             ready = self.selector.select(self.timers.timeout())
-            with batch(conn):
+            with conn.turn():
                 for key, _ in ready:
                     key.data()
                 self.timers.run_due()
@@ -125,11 +116,27 @@ def main(argv: list[str] | None = None) -> int:
     home, run_id = os.path.abspath(args[0]), int(args[1])
     inbox = SignalInbox()  # first: a stop sent while we start is queued, not fatal
     become_subreaper()
-    conn = connect(os.path.join(home, layout.DB))
+    try:
+        return carry_out(home, run_id, inbox)
+    except StoreFull as exc:
+        say(
+            f"run {run_id}: spa.db cannot be written ({exc}): its tasks end with this runner; "
+            "spad starts the workflow again once it can write"
+        )
+        return EXIT_STORE_FULL
+
+
+def carry_out(home: str, run_id: int, inbox: SignalInbox) -> int:
+    if faults.RUNNER_DELAY:
+        time.sleep(faults.RUNNER_DELAY)
+    conn = connect_as(TurnStore, os.path.join(home, layout.DB))
     # A runner reads and writes a few rows of its own run: a small page cache is plenty, and
     # each runner's cache is private memory (a thousand runners, a thousand caches).
     conn.execute("PRAGMA cache_size = -128")
-    runs.set_runner(conn, run_id, os.getpid(), procs.identity(os.getpid()))
+    pid = os.getpid()
+    if not patiently(lambda: runs.claim(conn, run_id, pid, procs.identity(pid))):
+        say(f"run {run_id} is finished, superseded or another runner's: leaving it alone")
+        return 0
     loop = Loop()
     engine = Engine(
         conn,
@@ -141,9 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         loop.unwatch,
     )
     row = runs.get(conn, run_id)
-    if row is not None and row["stop_request"]:
-        engine.stop(row["stop_request"])
-    loop.run(engine, inbox, conn)
-    for executor in engine.executors.values():
-        executor.close()
+    try:
+        if row is not None and row["stop_request"]:
+            with conn.turn():
+                engine.stop(row["stop_request"])
+        loop.run(engine, inbox, conn)
+    finally:
+        for executor in engine.executors.values():
+            executor.close()  # what the tasks left ends with the runner, even on a full disk
     return 0
