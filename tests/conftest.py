@@ -334,3 +334,16 @@ def slurm_cluster() -> Iterator[Any]:
         if cluster is None:
             pytest.skip(f"SLURM TESTS SKIPPED: {why}")
         yield cluster
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("chaos", "the chaos suite (tests/chaos)")
+    group.addoption(
+        "--cycles", type=int, default=50, help="chaos cycles to run (default 50, as in CI)"
+    )
+    group.addoption(
+        "--chaos-seed",
+        type=int,
+        default=None,
+        help="the first cycle's seed (default: a new one, printed); a breach names its own",
+    )

@@ -7,8 +7,6 @@ import contextlib
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +15,9 @@ import pytest
 
 from spad import procs
 from spad.client import ServerError
+from tests import storage
 from tests.conftest import Server, run_spad, task, wait_for
+from tests.storage import fill, locked
 
 
 def refusal(server: Server, method: str, **params: object) -> ServerError:
@@ -33,30 +33,6 @@ def runner_of(server: Server, run_id: int) -> int:
 
 
 # -- a database locked by another process ----------------------------------------------------
-
-
-@contextlib.contextmanager
-def locked(db: Path) -> Iterator[None]:
-    """Another process holds ``BEGIN EXCLUSIVE`` on ``db`` until the block ends."""
-    code = (
-        "import sqlite3, sys\n"
-        f"c = sqlite3.connect({str(db)!r}, isolation_level=None)\n"
-        "c.execute('BEGIN EXCLUSIVE')\n"
-        "print('locked', flush=True)\n"
-        "sys.stdin.read()\n"
-        "c.execute('COMMIT')\n"
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
-        yield
-    finally:
-        assert holder.stdin is not None and holder.stdout is not None
-        holder.stdin.close()
-        holder.stdout.close()
-        holder.wait(timeout=30)
 
 
 def test_a_locked_database_is_answered_busy_and_waited_out_by_runners(server: Server) -> None:
@@ -129,25 +105,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 12 MiB tmpfs (mounting needs root: elsewhere the test is skipped, and says so)."""
     if os.geteuid() != 0:
         pytest.skip("a full disk needs root to mount a small tmpfs: run the tests as root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12m", "tmpfs", str(mount)], check=True)
-    try:
+    with storage.small_disk(tmp_path / "disk", "12m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
-def fill(folder: Path) -> Path:
-    """Write a file in ``folder`` until its disk is full."""
-    filler = folder / "filler"
-    with filler.open("wb", buffering=0) as handle, contextlib.suppress(OSError):
-        while True:
-            handle.write(b"\0" * 65536)
-    with filler.open("ab", buffering=0) as handle, contextlib.suppress(OSError):
-        while True:
-            handle.write(b"\0")
-    return filler
 
 
 def test_a_full_disk_is_refused_and_recovered_from_once_space_returns(
@@ -186,9 +145,11 @@ def test_a_full_disk_is_refused_and_recovered_from_once_space_returns(
         for log in (small_disk / "home" / "logs" / "pr1").rglob("*.log*"):
             log.unlink()
         state = wait_for(
-            lambda: (s := server.status("w"))["run_id"] != run_id
-            and s["tasks"][0]["status"] == "running"
-            and s,
+            lambda: (
+                (s := server.status("w"))["run_id"] != run_id
+                and s["tasks"][0]["status"] == "running"
+                and s
+            ),
             timeout=60,
             what="the workflow to run again once there is room",
         )
