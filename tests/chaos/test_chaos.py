@@ -130,7 +130,7 @@ class Chaos:
 
     def server_kill(self, rng: random.Random) -> None:
         self.act(rng)
-        time.sleep(rng.uniform(0, 0.5))  # noqa: a random moment is the point
+        time.sleep(rng.uniform(0, 0.5))  # the fault strikes at a random moment
         self.restart()
 
     def stop_window(self, rng: random.Random) -> None:
@@ -154,7 +154,7 @@ class Chaos:
 
     def power_loss(self, rng: random.Random) -> None:
         self.act(rng)
-        time.sleep(rng.uniform(0, 0.5))  # noqa: a random moment is the point
+        time.sleep(rng.uniform(0, 0.5))  # the fault strikes at a random moment
         everything = self.processes()
         for pid in everything:  # frozen first, so none sees another die
             with contextlib.suppress(ProcessLookupError):
@@ -194,7 +194,7 @@ class Chaos:
     def locked_db(self, rng: random.Random) -> None:
         with storage.locked(self.home / "spa.db"):
             self.act(rng)
-            time.sleep(rng.uniform(0, 3))  # noqa: the lock is held this long
+            time.sleep(rng.uniform(0, 3))  # how long the fault lasts
 
     def disk_full(self, rng: random.Random) -> None:
         filler = storage.fill(self.home.parent)
@@ -202,7 +202,7 @@ class Chaos:
             self.act(rng)
             if rng.random() < 0.5:  # a runner must record something: a task ends
                 self.kill_a_task(rng)
-            time.sleep(rng.uniform(0, 2))  # noqa: the disk stays full this long
+            time.sleep(rng.uniform(0, 2))  # how long the fault lasts
         finally:
             filler.unlink()
 

@@ -50,7 +50,10 @@ def test_a_locked_database_is_answered_busy_and_waited_out_by_runners(server: Se
         assert time.monotonic() - started < 15, "each refusal comes within a few seconds"
         # ``first`` ends meanwhile; the runner cannot record it for longer than its own busy
         # timeout (10 s), and waits rather than dies.
-        time.sleep(12)  # noqa: the lock must outlast the runner's busy timeout
+        wait_for(
+            lambda: "refused a write" in (server.home / "logs" / "runners.log").read_text(),
+            what="the runner to be refused",
+        )
         assert procs.is_alive(runner, procs.identity(runner))
     server.wait_task("w", "second", "running")
     state = server.status("w")
@@ -139,7 +142,12 @@ def test_a_full_disk_is_refused_and_recovered_from_once_space_returns(
         os.kill(server.task("w", "t")["pid"], signal.SIGKILL)
         wait_for(lambda: not procs.is_alive(runner, procs.identity(runner)), what="runner end")
         assert server.status("w")["run_id"] == run_id
-        time.sleep(3)  # noqa: spad tries again meanwhile, and is refused
+        server_log = server.stderr_path
+        assert server_log is not None
+        wait_for(
+            lambda: "trying again" in server_log.read_text(),
+            what="spad to be refused the handling of the runner's end",
+        )
 
         filler.unlink()
         for log in (small_disk / "home" / "logs" / "pr1").rglob("*.log*"):
