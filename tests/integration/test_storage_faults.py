@@ -47,7 +47,11 @@ def test_a_locked_database_is_answered_busy_and_waited_out_by_runners(server: Se
         assert error.code == -32603 and "database busy" in error.message
         error = refusal(server, "stop", workflow="w")
         assert "database busy" in error.message
-        assert time.monotonic() - started < 15, "each refusal comes within a few seconds"
+        local = server.home.parent / "copied"
+        local.write_text("x\n")
+        with pytest.raises(ServerError, match="database busy"):  # its audit cannot be written
+            server.client().put_file(local, "data/copied")
+        assert time.monotonic() - started < 20, "each refusal comes within a few seconds"
         # ``first`` ends meanwhile; the runner cannot record it for longer than its own busy
         # timeout (10 s), and waits rather than dies.
         wait_for(
