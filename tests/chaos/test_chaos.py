@@ -193,7 +193,7 @@ class Chaos:
 
     def locked_db(self, rng: random.Random) -> None:
         with storage.locked(self.home / "spa.db"):
-            self.act(rng)
+            self.call("run", workflow=rng.choice(ENDLESS + BRIEF))  # refused: busy (2 s)
             time.sleep(rng.uniform(0, 3))  # how long the fault lasts
 
     def disk_full(self, rng: random.Random) -> None:
@@ -296,6 +296,8 @@ def run_cycles(
     chaos.server.call("create", **definitions())
     for number in range(cycles):
         chaos.cycle(first_seed + number)
+        if (number + 1) % 100 == 0 and number + 1 < cycles:
+            report(f"chaos: so far {chaos.summary()}")
     summary = chaos.summary()
     assert summary["stops honoured"] >= len(chaos.stopping)
     report(f"chaos: {summary} by kind {dict(chaos.counts)}")
