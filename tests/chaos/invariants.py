@@ -34,13 +34,15 @@ def groups() -> dict[int, list[int]]:
 
 
 def runner_processes(home: Path) -> dict[int, int]:
-    """Live runner processes of this home: pid -> the run id on its command line."""
+    """Live runner processes of this home: pid -> the run id on its command line. (A task
+    being spawned shows its runner's command line until its exec: the last argument tells.)"""
     found = {}
     for pid in procs_with(f"spad.runner {home} "):
         with contextlib.suppress(OSError):
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if procs.identity(pid) is not None:
-                found[pid] = int(args[-2] if args[-1] == b"" else args[-1])
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+            ours = args[-3:-1] == [b"spad.runner", str(home).encode()] and args[-1].isdigit()
+            if ours and procs.identity(pid) is not None:
+                found[pid] = int(args[-1])
     return found
 
 
