@@ -54,3 +54,10 @@ def fill(folder: Path) -> Path:
         while True:
             handle.write(b"\0")
     return filler
+
+
+def no_disk_floor(home: Path) -> Path:
+    """A home whose ``run`` is not refused for little free space (a small disk is the test)."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "spad.toml").write_text("[retention]\ndisk_min_free = 0\n")
+    return home

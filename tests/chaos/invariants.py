@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from spad import procs
-from tests.conftest import procs_with
+from tests.conftest import runners_of
 
 #: Task statuses that claim a live process.
 SHOWN_LIVE = ("running", "stopping", "waiting")
@@ -33,19 +33,6 @@ def groups() -> dict[int, list[int]]:
     return members
 
 
-def runner_processes(home: Path) -> dict[int, int]:
-    """Live runner processes of this home: pid -> the run id on its command line. (A task
-    being spawned shows its runner's command line until its exec: the last argument tells.)"""
-    found = {}
-    for pid in procs_with(f"spad.runner {home} "):
-        with contextlib.suppress(OSError):
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
-            ours = args[-3:-1] == [b"spad.runner", str(home).encode()] and args[-1].isdigit()
-            if ours and procs.identity(pid) is not None:
-                found[pid] = int(args[-1])
-    return found
-
-
 def task_left(task: sqlite3.Row, live_groups: dict[int, list[int]]) -> bool:
     """A process of this task still runs (its group, unless its pid now leads another)."""
     pid, recorded = task["pid"], task["pid_identity"]
@@ -63,27 +50,25 @@ def check(conn: sqlite3.Connection, home: Path, stopping: set[int]) -> list[str]
     for row in conn.execute("SELECT * FROM run_tasks"):
         tasks[row["run_id"]].append(row)
     return [
-        *one_runner_each(runs, runner_processes(home)),
+        *one_runner_each(runs, set(runners_of(home))),
         *tasks_as_shown(runs, tasks),
         *stops_kept(runs, stopping),
     ]
 
 
-def one_runner_each(runs: dict[int, sqlite3.Row], runners: dict[int, int]) -> list[str]:
-    """Every unfinished workflow has exactly one live runner; no runner serves a finished run."""
+def one_runner_each(runs: dict[int, sqlite3.Row], runners: set[int]) -> list[str]:
+    """Every unfinished workflow has exactly one live runner: its run's recorded runner, alive,
+    and no other runner process of the home (one still ending its finished run aside)."""
     breaches = []
-    per_workflow = Counter(runs[r]["workflow_id"] for r in runners.values() if r in runs)
-    for run in runs.values():
-        if run["finished"] != 0:
-            continue
+    unfinished = [run for run in runs.values() if run["finished"] == 0]
+    per_workflow = Counter(run["workflow_id"] for run in unfinished)
+    for run in unfinished:
         if not procs.is_alive(run["runner_pid"], run["runner_identity"]):
             breaches.append(f"run {run['id']} is unfinished without a live runner")
-        if per_workflow[run["workflow_id"]] != 1:
-            count = per_workflow[run["workflow_id"]]
-            breaches.append(f"run {run['id']}'s workflow has {count} live runners")
-    for pid, run_id in runners.items():
-        if run_id in runs and runs[run_id]["finished"] != 0:
-            breaches.append(f"runner {pid} of finished run {run_id} still runs")
+        if per_workflow[run["workflow_id"]] > 1:
+            breaches.append(f"run {run['id']}'s workflow has several unfinished runs")
+    for pid in runners - {run["runner_pid"] for run in unfinished}:
+        breaches.append(f"runner {pid} runs, and is no unfinished run's runner")
     return breaches
 
 

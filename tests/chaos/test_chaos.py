@@ -26,7 +26,7 @@ from spad import faults
 from spad.client import ServerError, Unreachable
 from tests import storage
 from tests.chaos import invariants
-from tests.conftest import Server, task, tree, wait_for
+from tests.conftest import Server, procs_with, runners_of, task, tree, wait_for
 
 #: Workflows that never end by themselves (the only ones stopped: a stop never races an end).
 ENDLESS = ("steady", "stubborn")
@@ -166,7 +166,8 @@ class Chaos:
         self.start()
 
     def processes(self) -> list[int]:
-        found = set(self.server.processes()) | set(invariants.runner_processes(self.home))
+        found = set(self.server.processes()) | set(runners_of(self.home))
+        found.update(procs_with(f"spad.runner.forkserver {self.home} "))
         groups = invariants.groups()
         for pid in list(found):
             found.update(groups.get(pid, []))
@@ -176,19 +177,19 @@ class Chaos:
 
     def runner_kill(self, rng: random.Random) -> None:
         self.act(rng)
-        runners = invariants.runner_processes(self.home)
-        if not runners:
-            return
-        pid = rng.choice(sorted(runners))
         with contextlib.closing(self.server.db()) as conn:
-            row = conn.execute(
-                "SELECT w.name FROM runs r JOIN workflows w ON w.id = r.workflow_id WHERE r.id = ?",
-                (runners[pid],),
-            ).fetchone()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        self.young_kills[row[0] if row else ""] += 1
-        if max(self.young_kills.values()) >= 3:
+            live = conn.execute(
+                "SELECT r.runner_pid, w.name FROM runs r JOIN workflows w ON w.id = r.workflow_id"
+                " WHERE r.finished = 0 AND r.runner_pid > 0"
+            ).fetchall()
+        if not live:
+            return
+        pid, workflow = rng.choice(live)
+        if pid in runners_of(self.home):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            self.young_kills[workflow] += 1
+        if max(self.young_kills.values(), default=0) >= 3:
             self.restart()  # beyond this the crash-loop back-off outlasts a cycle
 
     def locked_db(self, rng: random.Random) -> None:
@@ -338,7 +339,8 @@ def test_chaos_on_a_disk_that_fills_up(
         pytest.skip("a full disk needs root to mount a small tmpfs: run the tests as root")
     cycles = max(5, request.config.getoption("--cycles") // 5)
     with storage.small_disk(tmp_path / "disk", "64m") as disk:
-        chaos = Chaos(disk / "home", (*KINDS, "disk_full", "disk_full"))
+        home = storage.no_disk_floor(disk / "home")
+        chaos = Chaos(home, (*KINDS, "disk_full", "disk_full"))
         try:
             summary = run_cycles(chaos, chaos_seed, cycles, report)
         finally:

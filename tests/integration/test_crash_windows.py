@@ -13,7 +13,7 @@ import pytest
 
 from spad import faults, procs
 from spad.client import Unreachable
-from tests.conftest import DEADLINE, Server, procs_with, task, wait_for
+from tests.conftest import DEADLINE, Server, runners_of, task, wait_for
 
 
 def crashes(server: Server, method: str, **params: str) -> None:
@@ -44,15 +44,17 @@ def test_a_stop_recorded_just_before_a_crash_is_sent_by_the_next_server(
     after.no_process_left()
 
 
+@pytest.mark.parametrize("forked", [True, False], ids=["forked", "exec"])
 def test_a_runner_slow_to_start_refuses_the_run_superseded_meanwhile(
-    make_server: Callable[..., Server], home: Path
+    make_server: Callable[..., Server], home: Path, forked: bool
 ) -> None:
+    ways = {} if forked else {"SPAD_TEST_NO_FORKSERVER": "1"}
     before = make_server(
-        SPAD_TEST_CRASH_AT=faults.RUNNER_SPAWNED, SPAD_TEST_RUNNER_DELAY="4"
+        SPAD_TEST_CRASH_AT=faults.RUNNER_SPAWNED, SPAD_TEST_RUNNER_DELAY="4", **ways
     ).start()
     before.define("w", task("t", "simple", "60"))
     crashes(before, "run", workflow="w")
-    stale = procs_with(f"spad.runner {home} 1")
+    stale = list(runners_of(home))
     assert len(stale) == 1, "the runner of run 1 was started before the crash"
 
     after = make_server().start()
@@ -75,7 +77,7 @@ def test_a_runner_slow_to_start_refuses_the_run_superseded_meanwhile(
         unfinished = conn.execute("SELECT id FROM runs WHERE finished = 0").fetchall()
     assert [r[0] for r in unfinished] == [state["run_id"]]
     assert all(t["attempt"] == 0 and t["pid"] is None for t in old_tasks), "its tasks never ran"
-    assert procs_with(f"spad.runner {home} ") == [after_runner(after)]
+    assert list(runners_of(home)) == [after_runner(after)]
     os.kill(state["tasks"][0]["pid"], 0)  # the one task of the one live run
 
 
