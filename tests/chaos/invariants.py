@@ -45,10 +45,12 @@ def task_left(task: sqlite3.Row, live_groups: dict[int, list[int]]) -> bool:
 
 
 def check(conn: sqlite3.Connection, home: Path, stopping: set[int]) -> list[str]:
+    conn.execute("BEGIN")  # one snapshot of runs and their tasks
     runs = {r["id"]: r for r in conn.execute("SELECT * FROM runs")}
     tasks: dict[int, list[sqlite3.Row]] = defaultdict(list)
     for row in conn.execute("SELECT * FROM run_tasks"):
         tasks[row["run_id"]].append(row)
+    conn.execute("COMMIT")
     return [
         *one_runner_each(runs, set(runners_of(home))),
         *tasks_as_shown(runs, tasks),
@@ -94,7 +96,7 @@ def stops_kept(runs: dict[int, sqlite3.Row], stopping: set[int]) -> list[str]:
     """A workflow that was stopping ends stopped and is not resumed; none is resumed twice."""
     breaches = []
     resumed = Counter(r["resumed_from"] for r in runs.values() if r["resumed_from"])
-    for run_id in stopping:
+    for run_id in stopping & set(runs):  # (retention deletes a workflow's oldest runs)
         run = runs[run_id]
         if (run["status"], run["finished"]) != ("stopped", 1):
             breaches.append(f"run {run_id} was stopping and is {run['status']} ({run['finished']})")
