@@ -279,8 +279,11 @@ class Chaos:
         }
 
     def close(self) -> None:
-        for server in self.servers:
-            server.kill_everything()
+        for server in self.servers:  # all but the last are dead already: no scan each
+            if server.process is not None and server.process.poll() is None:
+                server.process.kill()
+                server.process.wait()
+        self.server.kill_everything()
         for pid in self.processes():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
