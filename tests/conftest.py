@@ -65,6 +65,24 @@ def procs_with(text: str) -> list[int]:
     return found
 
 
+def runners_of(home: Path) -> dict[int, int | None]:
+    """Live runners of ``home``: pid -> its run id when its command line says it (started as
+    ``python -m spad.runner HOME RUN_ID``), None when forked by the fork server (whose command
+    line it keeps; its name says ``spad-runner``)."""
+    found: dict[int, int | None] = {}
+    for pid in procs_with(f"spad.runner {home} ") + procs_with(f"spad.runner.forkserver {home} "):
+        with contextlib.suppress(OSError):
+            args = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+            name = Path(f"/proc/{pid}/comm").read_bytes().strip()
+            if procs.identity(pid) is None:
+                continue
+            if args[-3:-1] == [b"spad.runner", str(home).encode()] and args[-1].isdigit():
+                found[pid] = int(args[-1])
+            elif b"spad.runner.forkserver" in args and name == b"spad-runner":
+                found[pid] = None
+    return found
+
+
 @dataclass
 class Server:
     home: Path
@@ -334,3 +352,16 @@ def slurm_cluster() -> Iterator[Any]:
         if cluster is None:
             pytest.skip(f"SLURM TESTS SKIPPED: {why}")
         yield cluster
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("chaos", "the chaos suite (tests/chaos)")
+    group.addoption(
+        "--cycles", type=int, default=50, help="chaos cycles to run (default 50, as in CI)"
+    )
+    group.addoption(
+        "--chaos-seed",
+        type=int,
+        default=None,
+        help="the first cycle's seed (default: a new one, printed); a breach names its own",
+    )

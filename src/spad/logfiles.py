@@ -46,20 +46,47 @@ class RotatingLog:
         self.keep = keep
         self._fd = -1
         self._size = 0
+        #: Bytes of output dropped since the disk refused them, and why (said when it takes
+        #: writes again).
+        self.lost = 0
+        self._why = ""
 
     def write(self, data: bytes) -> None:
-        if self._fd < 0:
-            self._open()
-        while data:
-            room = self.max_bytes - self._size
-            if room <= 0:
-                self._rotate()
-                continue
-            written = os.write(self._fd, data[:room])
-            self._size += written
-            data = data[written:]
+        """Append ``data``. A disk that refuses it (full, quota) drops it, not the task: the
+        loss is counted and noted in the file once writing works again."""
+        if self.lost and not self._note_loss():
+            self.lost += len(data)
+            return
+        self.lost += len(data) - self._write(data)
+
+    def _note_loss(self) -> bool:
+        note = f"\nspad: {self.lost} bytes of output lost here ({self._why})\n".encode()
+        if self._write(note) < len(note):
+            return False
+        self.lost = 0
+        return True
+
+    def _write(self, data: bytes) -> int:
+        """How much of ``data`` went into the file (all of it, unless the disk refused)."""
+        done = 0
+        try:
+            if self._fd < 0:
+                self._open()
+            while done < len(data):
+                room = self.max_bytes - self._size
+                if room <= 0:
+                    self._rotate()
+                    continue
+                written = os.write(self._fd, data[done : done + room])
+                self._size += written
+                done += written
+        except OSError as exc:
+            self._why = exc.strerror or str(exc)
+        return done
 
     def close(self) -> None:
+        if self.lost:
+            self._note_loss()  # the last chance; when the disk is still full, it stays unsaid
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

@@ -14,6 +14,8 @@ import pytest
 from spad import states
 from spad.runner.engine import Engine
 from spad.runner.main import Loop
+from spad.store.sqlite import connect_as
+from spad.store.turns import TurnStore
 from tests.conftest import task
 from tests.unit.engine_run import EngineRun
 from tests.unit.fake_executor import FakeExecutor, Script
@@ -59,8 +61,9 @@ def test_the_loop_polls_an_executor_that_asks_for_an_interval(
     loop, executor = Loop(), PolledFake()
     executor.script("a", Script(runs=0.05))
     executor.script("b", Script(runs=0.05))
+    store = connect_as(TurnStore, tmp_path / "spa.db")  # the runner's own kind of connection
     engine = Engine(
-        conn,
+        store,
         str(setup.home),
         setup.engine.info,
         lambda _name: executor,
@@ -70,9 +73,10 @@ def test_the_loop_polls_an_executor_that_asks_for_an_interval(
     )
     inbox = QuietInbox()
     try:
-        loop.run(engine, cast(Any, inbox), conn)
+        loop.run(engine, cast(Any, inbox), store)
     finally:
         inbox.close()
+        store.close()
     assert setup.run()["status"] == states.SUCCESS
     assert setup.statuses() == {"a": states.SUCCESS, "b": states.SUCCESS}
     assert executor.polls >= 3  # woken by its interval: nothing else would have woken the loop
@@ -103,13 +107,15 @@ def test_an_executor_handed_the_loop_wakes_it_itself(
     setup = EngineRun(conn, tmp_path / "home", task("a"))
     loop, executor = Loop(), SelfWakingFake()
     executor.script("a", Script(runs=0.05))
+    store = connect_as(TurnStore, tmp_path / "spa.db")
     engine = Engine(
-        conn, str(setup.home), setup.engine.info, lambda _: executor, loop.timers, loop.watch,
+        store, str(setup.home), setup.engine.info, lambda _: executor, loop.timers, loop.watch,
         loop.unwatch,
     )  # fmt: skip
     inbox = QuietInbox()
     try:
-        loop.run(engine, cast(Any, inbox), conn)
+        loop.run(engine, cast(Any, inbox), store)
     finally:
         inbox.close()
+        store.close()
     assert executor.loop is loop and setup.run()["status"] == states.SUCCESS

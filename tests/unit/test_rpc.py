@@ -240,3 +240,28 @@ def test_a_change_refused_by_the_envelope_is_audited() -> None:
         assert reply["error"]["code"] == -32600
     assert [row[0] for row in audited] == ["act", "act"]
     assert all(row[1].startswith("error -32600") for row in audited)
+
+
+def test_a_store_that_refuses_writes_is_answered_and_the_audit_never_costs_the_reply(
+    tmp_path: Any,
+) -> None:
+    import sqlite3
+
+    holder = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    other = sqlite3.connect(tmp_path / "s.db", timeout=0, isolation_level=None)
+
+    def write(_c: Any, _p: Any) -> None:
+        other.execute("INSERT INTO t VALUES (1)")
+
+    def audit(method: str, outcome: str, detail: str) -> None:
+        other.execute("INSERT INTO t VALUES (2)")
+
+    methods = {"write": Method(write, mutating=True)}
+    body = b'{"jsonrpc": "2.0", "method": "write", "id": 1}'
+    reply = json.loads(handle(body, methods, None, audit) or b"")
+    holder.close()
+    other.close()
+    assert reply["id"] == 1 and reply["error"]["code"] == -32603
+    assert reply["error"]["message"].startswith("database busy: ")

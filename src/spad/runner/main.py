@@ -11,17 +11,21 @@ import os
 import selectors
 import sqlite3
 import sys
+import time
 from collections.abc import Callable
 
-from spad import executors, procs, transitions
+from spad import executors, faults, procs, transitions
 from spad import home as layout
 from spad.runner.engine import Engine, RunInfo
 from spad.runner.signals import FORCED, GRACEFUL, HARD, SignalInbox
 from spad.runner.timers import Timers
 from spad.store import runs
-from spad.store.sqlite import batch, connect
+from spad.store.sqlite import connect_as
+from spad.store.turns import StoreFull, TurnStore, patiently, say
 
 _PR_SET_CHILD_SUBREAPER = 36
+#: The exit code of a runner whose store's disk is full: the server resumes its run (EX_TEMPFAIL).
+EXIT_STORE_FULL = 75
 
 
 def become_subreaper() -> None:
@@ -62,7 +66,7 @@ class Loop:
     def unwatch(self, fd: int) -> None:
         self.selector.unregister(fd)
 
-    def run(self, engine: Engine, inbox: SignalInbox, conn: sqlite3.Connection) -> None:
+    def run(self, engine: Engine, inbox: SignalInbox, conn: TurnStore) -> None:
         """Each turn's transitions commit together, before the loop waits again: one commit
         where a task ends and the next starts, one for a hundred tasks started at once."""
         self.watch(inbox.fileno(), lambda: self._on_signals(engine, inbox))
@@ -74,11 +78,11 @@ class Loop:
             interval = executor.poll_interval()
             if interval is not None:
                 self._every(interval, engine)
-        with batch(conn):
+        with conn.turn():
             engine.start()
         while not engine.done:
             ready = self.selector.select(self.timers.timeout())
-            with batch(conn):
+            with conn.turn():
                 for key, _ in ready:
                     key.data()
                 self.timers.run_due()
@@ -112,10 +116,26 @@ def main(argv: list[str] | None = None) -> int:
     home, run_id = os.path.abspath(args[0]), int(args[1])
     inbox = SignalInbox()  # first: a stop sent while we start is queued, not fatal
     become_subreaper()
+    try:
+        return carry_out(home, run_id, inbox)
+    except StoreFull as exc:
+        say(
+            f"run {run_id}: spa.db cannot be written ({exc}): its tasks end with this runner; "
+            "spad starts the workflow again once it can write"
+        )
+        return EXIT_STORE_FULL
+
+
+def carry_out(home: str, run_id: int, inbox: SignalInbox) -> int:
+    if faults.RUNNER_DELAY:
+        time.sleep(faults.RUNNER_DELAY)
     # A runner reads and writes a few rows of its own run: a small page cache is plenty, and
     # each runner's cache is private memory (a thousand runners, a thousand caches).
-    conn = connect(os.path.join(home, layout.DB), cache_kib=128)
-    runs.set_runner(conn, run_id, os.getpid(), procs.identity(os.getpid()))
+    conn = connect_as(TurnStore, os.path.join(home, layout.DB), cache_kib=128)
+    pid = os.getpid()
+    if not patiently(lambda: runs.claim(conn, run_id, pid, procs.identity(pid))):
+        say(f"run {run_id} is finished, superseded or another runner's: leaving it alone")
+        return 0
     loop = Loop()
     engine = Engine(
         conn,
@@ -127,9 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         loop.unwatch,
     )
     row = runs.get(conn, run_id)
-    if row is not None and row["stop_request"]:
-        engine.stop(row["stop_request"])
-    loop.run(engine, inbox, conn)
-    for executor in engine.executors.values():
-        executor.close()
+    try:
+        if row is not None and row["stop_request"]:
+            with conn.turn():
+                engine.stop(row["stop_request"])
+        loop.run(engine, inbox, conn)
+    finally:
+        for executor in engine.executors.values():
+            executor.close()  # what the tasks left ends with the runner, even on a full disk
     return 0

@@ -14,6 +14,7 @@ import hmac
 import logging
 import os
 import socket
+import sqlite3
 import urllib.parse
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from spad.server.replies import refuse
 from spad.server.service import Service
 from spad.server.signins import FailedSignIns
 from spad.store import audit
+from spad.store.sqlite import trouble
 
 log = logging.getLogger("spad.http")
 MAX_BODY = 16 * 1024 * 1024
@@ -111,6 +113,14 @@ class Api:
                 await refuse(
                     request, InternalError(f"the server could not do it: {exc.strerror or exc}")
                 )
+        except sqlite3.OperationalError as exc:  # spa.db refused a write: say so, stay up
+            kind = trouble(exc)
+            if kind is None:
+                raise
+            log.warning("%s %s refused by the store: %s", request.method, request.path, exc)
+            if not request.started:
+                message = f"{kind}: spa.db refused a write on the way; check what was done, retry"
+                await refuse(request, InternalError(message), 503)
 
     async def route(self, request: Request) -> None:
         """Host first (a rebound name is refused whatever it carries), then the dashboard's

@@ -31,7 +31,7 @@ from spad.server.http import HttpServer, Limits
 from spad.server.runners import Runners
 from spad.server.service import Service
 from spad.store import alarms as alarm_store
-from spad.store.sqlite import connect, migrate
+from spad.store.sqlite import SERVER_BUSY_TIMEOUT_MS, connect, damage, migrate, trouble
 
 if TYPE_CHECKING:
     import ssl
@@ -61,12 +61,26 @@ class Options:
 
 
 def open_store(home: homes.Home) -> sqlite3.Connection:
+    """The server's connection, after ``PRAGMA quick_check``: a damaged file stops the start
+    here, before the port is bound, with what to do (never a traceback half-way through)."""
     try:
         provision.make_store(home)
-        conn = connect(home.db)
-        migrate(conn)
-    except (sqlite3.Error, RuntimeError, OSError) as exc:
+        conn = connect(home.db, SERVER_BUSY_TIMEOUT_MS)
+        found = damage(conn)
+        if found is None:
+            migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and trouble(exc):
+            raise HomeError(f"cannot open {home.db}: {exc}: try again") from None
+        found = str(exc)
+    except (RuntimeError, OSError) as exc:
         raise HomeError(f"cannot open {home.db}: {exc}") from None
+    if found is not None:
+        raise HomeError(
+            f"{home.db} is damaged ({found}). Restore it from a backup, or move it aside "
+            f"(mv {home.db} {home.db}.damaged) and start spad again with an empty state "
+            "(definitions and run history are then gone)"
+        )
     return conn
 
 

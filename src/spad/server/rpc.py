@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import re
+import sqlite3
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +26,18 @@ from spad.errors import (
     error_reply,
 )
 from spad.server.params import parse
+from spad.store.sqlite import BUSY, FULL, trouble
 
 log = logging.getLogger("spad.rpc")
 
+#: What a caller is told when spa.db refuses a write for now; nothing was changed.
+STORE_REFUSALS = {
+    FULL: "disk full: spa.db cannot be written, nothing was changed; free space on the file "
+    "system of spad's home, then try again",
+    BUSY: "database busy: another process holds spa.db's write lock, nothing was "
+    "changed; try again once it lets go (see who with: fuser SPA_HOME/spa.db)",
+}
+INTERNAL_MESSAGE = "internal error: the server log has the details"
 MAX_BATCH = 1_000
 MAX_DEPTH = 64
 #: The replies of one batch together, encoded.
@@ -157,7 +167,10 @@ def _one(
         outcome = (
             f"error {result.code}: {result.message}" if isinstance(result, SpadError) else "ok"
         )
-        audit(message["method"], outcome, _summary(message.get("params")))
+        try:
+            audit(message["method"], outcome, _summary(message.get("params")))
+        except sqlite3.OperationalError as exc:  # the reply matters more than its trace
+            log.warning("%s not in the audit trail: %s", message["method"], exc)
     if request_id is _MISSING:
         return None  # a notification: no reply, even for an error
     if isinstance(result, SpadError):
@@ -192,9 +205,16 @@ def _call(name: str, params: Any, methods: Mapping[str, Method], context: Any) -
         return method.function(context, params)
     except SpadError as exc:
         return exc
+    except sqlite3.OperationalError as exc:
+        refusal = STORE_REFUSALS.get(trouble(exc) or "")
+        if refusal is None:
+            log.exception("method %s failed", name)
+            return InternalError(INTERNAL_MESSAGE)
+        log.warning("method %s refused by the store: %s", name, exc)
+        return InternalError(refusal)
     except Exception:
         log.exception("method %s failed", name)
-        return InternalError("internal error: the server log has the details")
+        return InternalError(INTERNAL_MESSAGE)
 
 
 def _summary(params: Any) -> str:

@@ -9,6 +9,7 @@ as a new run, with a back-off if it keeps dying young.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -29,13 +30,15 @@ from spad.server.pidwatch import PidWatch
 from spad.server.runner_start import RunnerStarter
 from spad.store import definitions as defs
 from spad.store import runs
-from spad.store.sqlite import transaction
+from spad.store.sqlite import transaction, trouble
 
 log = logging.getLogger("spad.runners")
 
 #: A runner that lived at least this long was healthy: its next restart is immediate.
 HEALTHY_AFTER = 30.0
 MAX_BACKOFF = 300.0
+#: The longest wait between two tries of a write the store refused (disk full, locked).
+MAX_RETRY = 30.0
 
 
 @dataclass
@@ -68,6 +71,7 @@ class Runners:
         self._restarts: dict[int, _Restarts] = {}
         self._pending: dict[int, asyncio.TimerHandle] = {}  # run id -> restart waiting
         self._reclaims: dict[int, asyncio.Task[None]] = {}  # run id -> its Slurm jobs settled
+        self._retries: dict[int, asyncio.TimerHandle] = {}  # run id -> end handled again
         self._starter = RunnerStarter(
             home.root, home.logs / home_layout.RUNNERS_LOG, use_forkserver=not faults.NO_FORKSERVER
         )
@@ -143,8 +147,9 @@ class Runners:
                 transitions.move_run(
                     self.conn, run["id"], run["status"], transitions.STOP_RUN, states.STOPPING
                 )
+        faults.crash_point(faults.STOP_RECORDED)
         if procs.is_alive(run["runner_pid"], run["runner_identity"]):
-            os.kill(run["runner_pid"], signal.SIGUSR2 if force else signal.SIGUSR1)
+            _signal_stop(run["runner_pid"], forced=force)
         else:
             self._runner_gone(run["id"], None)  # no runner (dead, or waiting to restart)
 
@@ -162,26 +167,57 @@ class Runners:
 
     def _spawn(self, run_id: int) -> None:
         env = dict(os.environ, SPA_URL=self.url, SPA_HOME=str(self.home.root), **self.task_env)
-        pid, child = self._starter.start(run_id, env)
+        try:
+            pid, child = self._starter.start(run_id, env)
+        except OSError as exc:
+            log.warning("could not start the runner of run %s: %s", run_id, exc)
+            self._runner_gone(run_id, None)  # resumed, with the crash-loop back-off
+            return
         if child is not None:
             self._pids.adopt_child(child)
-        identity = procs.identity(pid)
-        runs.set_runner(self.conn, run_id, pid, identity)
         self._pids.watch(pid, lambda code: self._runner_gone(run_id, code))
+        faults.crash_point(faults.RUNNER_SPAWNED)
+        identity = procs.identity(pid)
+        try:
+            runs.set_runner(self.conn, run_id, pid, identity)
+        except sqlite3.OperationalError as exc:
+            # The runner records itself when it claims the run; we watch it all the same.
+            log.warning("could not record the runner of run %s: %s", run_id, exc)
 
-    def _runner_gone(self, run_id: int, code: int | None) -> None:
+    def _runner_gone(self, run_id: int, code: int | None, tries: int = 0) -> None:
+        """Handle a runner's end; when the store refuses (disk full, locked), again later,
+        until it is done: a run must not stay "running" without a runner."""
+        self._retries.pop(run_id, None)
         try:
             self._after_runner(run_id, code)
+        except sqlite3.OperationalError as exc:
+            if trouble(exc) is None:
+                log.exception("could not handle the end of run %s", run_id)
+                return
+            delay = min(2.0**tries, MAX_RETRY)
+            log.warning(
+                "could not handle the end of run %s (%s): trying again in %g s", run_id, exc, delay
+            )
+            self._retries[run_id] = asyncio.get_running_loop().call_later(
+                delay, self._runner_gone, run_id, code, tries + 1
+            )
         except Exception:
             log.exception("could not handle the end of run %s", run_id)
 
     def _after_runner(self, run_id: int, code: int | None) -> None:
-        run = runs.get(self.conn, run_id)
-        if run is None:
-            return
+        with transaction(self.conn):
+            run = runs.get(self.conn, run_id)
+            if run is None:
+                return
+            alive = procs.is_alive(run["runner_pid"], run["runner_identity"])
+            if not run["finished"] and not alive:
+                runs.disown(self.conn, run_id)  # a runner that comes up late refuses the run
         if run["finished"]:
             self._watch_immortals(run_id)
             self._start_again_if_asked(run)
+            return
+        if alive:  # it claimed the run since it was found missing: adopt it
+            self._adopt(run)
             return
         self._sweep(run_id)
         if run["stop_request"] or run["status"] == states.STOPPING:
@@ -266,10 +302,22 @@ class Runners:
         if handle is not None:
             handle.cancel()
 
-    def _resume(self, old_run_id: int) -> None:
+    def _resume(self, old_run_id: int, tries: int = 0) -> None:
         self._pending.pop(old_run_id, None)
         try:
             run_id = self._new_run_for(old_run_id)
+        except sqlite3.OperationalError as exc:
+            if trouble(exc) is None:
+                log.exception("could not resume run %s", old_run_id)
+                return
+            delay = min(2.0**tries, MAX_RETRY)
+            log.warning(
+                "could not resume run %s (%s): trying again in %g s", old_run_id, exc, delay
+            )
+            self._pending[old_run_id] = asyncio.get_running_loop().call_later(
+                delay, self._resume, old_run_id, tries + 1
+            )
+            return
         except Exception:
             log.exception("could not resume run %s", old_run_id)
             return
@@ -325,12 +373,10 @@ class Runners:
     def recover(self) -> None:
         """At start: adopt live runners, resume the unfinished runs whose runner is gone."""
         for run in runs.unfinished(self.conn):
-            run_id = run["id"]
             if procs.is_alive(run["runner_pid"], run["runner_identity"]):
-                log.info("adopting the runner %s of run %s", run["runner_pid"], run_id)
-                self._pids.watch(run["runner_pid"], functools.partial(self._runner_gone, run_id))
+                self._adopt(run)
             else:
-                self._runner_gone(run_id, None)
+                self._runner_gone(run["id"], None)
         for run_id in {t["run_id"] for t in runs.immortal_tasks(self.conn)}:
             self._watch_immortals(run_id)
         for run_id in runs.unsettled_slurm_runs(self.conn, tuple(states.TASK_ACTIVE)):
@@ -345,6 +391,14 @@ class Runners:
         )
         self._reclaims[run_id] = reclaiming
         reclaiming.add_done_callback(lambda _: self._reclaims.pop(run_id, None))
+
+    def _adopt(self, run: sqlite3.Row) -> None:
+        """Watch a live runner an earlier server started; a stop it recorded and may not have
+        sent (it died in between) is sent now: whoever finds a stop request carries it out."""
+        log.info("adopting the runner %s of run %s", run["runner_pid"], run["id"])
+        self._pids.watch(run["runner_pid"], functools.partial(self._runner_gone, run["id"]))
+        if run["stop_request"]:
+            _signal_stop(run["runner_pid"], forced=run["stop_request"] == transitions.FORCED)
 
     def _watch_immortals(self, run_id: int) -> None:
         """Tasks that survived SIGKILL: watched until they die, then recorded as killed."""
@@ -369,10 +423,17 @@ class Runners:
         """Stop watching (the server is going down); runners go on by themselves."""
         self._pids.close()
         self._starter.close()
-        for handle in self._pending.values():
+        for handle in (*self._pending.values(), *self._retries.values()):
             handle.cancel()
         for reclaiming in self._reclaims.values():
             reclaiming.cancel()  # taken up again at the next start (unsettled_slurm_runs)
+
+
+def _signal_stop(runner_pid: int, forced: bool) -> None:
+    """SIGUSR1 asks the runner for a graceful stop, SIGUSR2 for a forced one; sent again, it
+    changes nothing (the runner escalates on its own, per each task's stop_timeout)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(runner_pid, signal.SIGUSR2 if forced else signal.SIGUSR1)
 
 
 def _check_memory_cgroups(where: str, tasks: list[str]) -> None:

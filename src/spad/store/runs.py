@@ -62,6 +62,27 @@ def create(
     return run_id
 
 
+def claim(conn: sqlite3.Connection, run_id: int, pid: int, identity: str | None) -> bool:
+    """The runner ``pid`` takes its run: only an unfinished run that no other runner holds and
+    that the server has not given up (see :func:`disown`). False: leave the run alone."""
+    cursor = conn.execute(
+        "UPDATE runs SET runner_pid = ?, runner_identity = ?"
+        " WHERE id = ? AND finished = 0 AND (runner_pid IS NULL OR runner_pid = ?)",
+        (pid, identity, run_id, pid),
+    )
+    return cursor.rowcount > 0
+
+
+#: ``runs.runner_pid`` of a run the server has given up on: no runner can claim it any more.
+DISOWNED = 0
+
+
+def disown(conn: sqlite3.Connection, run_id: int) -> None:
+    """The server found no live runner: from now on none may claim the run (a runner started
+    just before a crash of the server, and slow to come up, refuses it)."""
+    conn.execute("UPDATE runs SET runner_pid = ? WHERE id = ?", (DISOWNED, run_id))
+
+
 def get(conn: sqlite3.Connection, run_id: int) -> Row | None:
     row: Row | None = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
     return row

@@ -12,7 +12,20 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+TYPE_CHECKING = False  # typing itself is not imported on the runner's path
+if TYPE_CHECKING:
+    from typing import TypeVar
+
+    C = TypeVar("C", bound=sqlite3.Connection)
+
+#: How long a runner's (or the watcher's) write waits for another writer before it is refused.
 BUSY_TIMEOUT_MS = 10_000
+#: The server answers requests: a write that cannot have the lock within this says "busy".
+SERVER_BUSY_TIMEOUT_MS = 2_000
+
+#: What :func:`trouble` calls the store's passing refusals.
+FULL, BUSY = "disk full", "database busy"
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL = 5, 6, 13
 
 #: The event journal keeps at least this many of the newest events (``Last-Event-ID`` resumes
 #: without loss within them).
@@ -253,18 +266,60 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
-def connect(path: str | os.PathLike[str], cache_kib: int | None = None) -> sqlite3.Connection:
+def connect(
+    path: str | os.PathLike[str],
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    cache_kib: int | None = None,
+) -> sqlite3.Connection:
     """Open the store with the settings every process of spad uses (``cache_kib``: a page
     cache smaller than SQLite's default 2 MiB)."""
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    return connect_as(sqlite3.Connection, path, busy_timeout_ms, cache_kib)
+
+
+def connect_as(
+    factory: type[C],
+    path: str | os.PathLike[str],
+    busy_timeout_ms: int = BUSY_TIMEOUT_MS,
+    cache_kib: int | None = None,
+) -> C:
+    """:func:`connect`, with a connection class of the caller's."""
+    conn = sqlite3.connect(
+        path, timeout=busy_timeout_ms / 1000, isolation_level=None, factory=factory
+    )
     conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     if cache_kib is not None:
         conn.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
     return conn
+
+
+def trouble(exc: sqlite3.Error) -> str | None:
+    """:data:`FULL` or :data:`BUSY` when ``exc`` is the store refusing a write for now (the
+    disk is full, another process holds the write lock), so that waiting and writing again
+    can succeed; None for anything else."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    if code == _SQLITE_FULL:
+        return FULL
+    if code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+        return BUSY
+    return None
+
+
+def damage(conn: sqlite3.Connection) -> str | None:
+    """What ``PRAGMA quick_check`` finds wrong with the file, or None when it is sound.
+
+    Reading a damaged page may raise instead of reporting: that is damage too."""
+    try:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and trouble(exc):
+            raise
+        return str(exc)
+    found = [str(row[0]) for row in rows]
+    return None if found == ["ok"] else "; ".join(found[:3])
 
 
 def migrate(conn: sqlite3.Connection) -> int:

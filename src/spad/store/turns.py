@@ -1,0 +1,133 @@
+"""The runner's connection to spa.db: the writes of one loop turn commit together, and are
+kept until they did, so a store that refuses them for a while never ends the run.
+
+The engine writes as it goes and never sees a refusal: a write that finds the store locked by
+another process, or its disk full, is kept, the turn's transaction is rolled back at its end,
+and the kept writes are made again in one ``BEGIN IMMEDIATE`` transaction. A lock is waited
+out (a runner waits rather than dies); a full disk ends the runner (:class:`StoreFull`), which
+the server resumes as a new run once it can write. Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import sys
+from collections.abc import Callable, Iterator
+
+from spad.store.sqlite import FULL, trouble
+
+TYPE_CHECKING = False  # typing itself is not imported on the runner's path
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
+
+
+class StoreFull(Exception):
+    """spa.db cannot be written: its disk is full."""
+
+
+class TurnStore(sqlite3.Connection):
+    """A connection whose writes inside :meth:`turn` are kept until they commit."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._kept: list[tuple[str, Any]] | None = None
+        self._refusal: sqlite3.OperationalError | None = None
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if self._kept is None or sql.lstrip()[:6].upper() == "SELECT":
+            return super().execute(sql, parameters)
+        self._kept.append((sql, parameters))
+        if self._refusal is None:
+            try:
+                return super().execute(sql, parameters)
+            except sqlite3.OperationalError as exc:
+                if not trouble(exc):
+                    raise
+                self._refusal = exc
+        return self.cursor()  # nothing the engine reads: it uses no write's result
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        """One deferred transaction (the write lock only when something is written), made
+        again until it commits when the store refused it."""
+        self._kept, self._refusal = [], None
+        super().execute("BEGIN")
+        try:
+            yield
+            if self._refusal is None:
+                self._commit_or_note()
+            if self._refusal is not None:
+                self._rollback()
+                self._write_again(self._kept)
+        except BaseException:
+            self._rollback()
+            raise
+        finally:
+            self._kept, self._refusal = None, None
+
+    def _commit_or_note(self) -> None:
+        try:
+            super().execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if not trouble(exc):
+                raise
+            self._refusal = exc
+
+    def _rollback(self) -> None:
+        if self.in_transaction:  # a full disk may have rolled it back already
+            super().execute("ROLLBACK")
+
+    def _write_again(self, kept: list[tuple[str, Any]]) -> None:
+        """Until the kept writes commit: each try waits up to the busy timeout for the lock."""
+        self._kept = None
+        refusal = self._refusal
+        said = False
+        while refusal is not None:
+            if trouble(refusal) == FULL:
+                raise StoreFull(str(refusal))
+            if not said:
+                say(f"spa.db refused a write ({refusal}): waiting to write it again")
+                said = True
+            refusal = self._try_once(kept)
+        if said:
+            say("spa.db written again: going on")
+
+    def _try_once(self, kept: list[tuple[str, Any]]) -> sqlite3.OperationalError | None:
+        try:
+            super().execute("BEGIN IMMEDIATE")
+            for sql, parameters in kept:
+                super().execute(sql, parameters)
+            super().execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if not trouble(exc):
+                raise
+            self._rollback()
+            return exc
+        return None
+
+
+def patiently(write: Callable[[], T]) -> T:
+    """``write()`` (one statement, committed by itself) until the store takes it: a lock is
+    waited out; a full disk raises :class:`StoreFull`."""
+    said = False
+    while True:
+        try:
+            return write()
+        except sqlite3.OperationalError as exc:
+            kind = trouble(exc)
+            if kind is None:
+                raise
+            if kind == FULL:
+                raise StoreFull(str(exc)) from None
+            if not said:
+                say(f"spa.db refused a write ({exc}): waiting to write it again")
+                said = True
+
+
+def say(message: str) -> None:
+    """A line for runners.log; a full disk must not end the runner over its own message."""
+    with contextlib.suppress(OSError):
+        print(f"spad runner: {message}", file=sys.stderr, flush=True)
