@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -14,15 +15,23 @@ import pytest
 from tests.conftest import VENV_BIN, Server, clean_env, task, wait_for
 from tests.e2e.test_cli import ok, refused, spa_ctl
 
+#: Runs a command with SIGINT at its default, as a terminal's foreground job has it: a suite
+#: started from the background of a script inherits SIGINT ignored, and so would spa_ctl.
+AS_FOREGROUND = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL);"
+    " os.execv(sys.argv[1], sys.argv[1:])"
+)
+
 
 class Running:
-    """A spa_ctl that keeps printing; its output lines as they come."""
+    """A spa_ctl that keeps printing, as a person runs it in a terminal (Ctrl-C ends it); its
+    output lines as they come."""
 
     def __init__(self, server: Server, *args: str, env: dict[str, str] | None = None) -> None:
         self.lines: list[str] = []
         environment = clean_env(SPA_URL=server.url, SPA_HOME=str(server.home), **(env or {}))
         self.process = subprocess.Popen(
-            [str(VENV_BIN / "spa_ctl"), *args],
+            [sys.executable, "-c", AS_FOREGROUND, str(VENV_BIN / "spa_ctl"), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
