@@ -35,8 +35,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 from spad import retention
-from spad.definitions.model import FieldError, describe
-from spad.definitions.names import check_name
+from spad.definitions.model import FieldError, describe, name_field
 from spad.errors import HomeError
 from spad.executors import slurm_config
 
@@ -49,15 +48,6 @@ def _identifier(field: str, value: str | None) -> list[tuple[str, str]]:
     return []
 
 
-def _name(field: str, value: str | None) -> None:
-    if value is None:
-        return
-    try:
-        check_name(value)
-    except ValueError as exc:
-        raise FieldError(field, str(exc)) from None
-
-
 class SourceConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     name: str
     dsn: str
@@ -66,7 +56,7 @@ class SourceConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     channel: str | None = None
 
     def __post_init__(self) -> None:
-        _name("name", self.name)
+        name_field("name", self.name)
         problems = []
         if not self.dsn.startswith(("postgresql://", "postgres://", "sqlite:///")):
             why = "must start with postgresql:// or sqlite:/// (sqlite:////abs/path.db)"
@@ -86,7 +76,7 @@ class AlarmsConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     sources: list[SourceConfig] = []
 
     def __post_init__(self) -> None:
-        _name("on_open", self.on_open)
+        name_field("on_open", self.on_open)
 
 
 class RetentionConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -113,7 +103,7 @@ class HooksConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True)
     timeout: Annotated[float, Meta(gt=0, le=3600)] = 10.0
 
     def __post_init__(self) -> None:
-        _name("on_change", self.on_change)
+        name_field("on_change", self.on_change)
 
 
 class MetricsConfig(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):

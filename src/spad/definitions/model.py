@@ -49,7 +49,8 @@ class FieldError(ValueError):
         super().__init__("; ".join(f"{f}: {w}" for f, w in self.problems))
 
 
-def _name(field: str, value: str | None) -> None:
+def name_field(field: str, value: str | None) -> None:
+    """FieldError naming ``field`` unless ``value`` is a name (or absent)."""
     if value is None:
         return
     try:
@@ -120,8 +121,8 @@ class TaskSpec(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     slurm_args: Annotated[list[str], Meta(max_length=MAX_SLURM_ARGS)] = []
 
     def __post_init__(self) -> None:
-        _name("name", self.name)
-        _name("function", self.function)
+        name_field("name", self.name)
+        name_field("function", self.function)
         for index, arg in enumerate(self.slurm_args):
             _no_nul(f"slurm_args[{index}]", arg)
         if self.memory_max is not None:
@@ -156,7 +157,7 @@ class WorkflowSpec(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True
     tasks: Annotated[list[TaskSpec], Meta(max_length=MAX_TASKS)] = []
 
     def __post_init__(self) -> None:
-        _name("name", self.name)
+        name_field("name", self.name)
         _refuse_repeats("tasks", (t.name for t in self.tasks))
 
     @property
@@ -170,7 +171,7 @@ class ProjectSpec(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True)
     workflows: Annotated[list[WorkflowSpec], Meta(max_length=MAX_TASKS)] = []
 
     def __post_init__(self) -> None:
-        _name("name", self.name)
+        name_field("name", self.name)
         _refuse_repeats("workflows", (w.name for w in self.workflows))
 
 
@@ -196,7 +197,7 @@ class TaskRef(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     slurm_args: list[str] | None = None
 
     def __post_init__(self) -> None:
-        _name("name", self.name)
+        name_field("name", self.name)
 
 
 class WorkflowRef(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -209,7 +210,7 @@ class WorkflowRef(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True)
     tasks: Annotated[list[TaskRef], Meta(max_length=MAX_TASKS)] | None = None
 
     def __post_init__(self) -> None:
-        _name("name", self.name)
+        name_field("name", self.name)
 
 
 class ProjectRef(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -218,7 +219,7 @@ class ProjectRef(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     workflows: Annotated[list[WorkflowRef], Meta(max_length=MAX_TASKS)] | None = None
 
     def __post_init__(self) -> None:
-        _name("name", self.name)
+        name_field("name", self.name)
 
 
 def fields_of(task: TaskSpec) -> dict[str, Any]:
