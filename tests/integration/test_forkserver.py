@@ -86,3 +86,23 @@ def test_without_the_forkserver_runners_start_as_fresh_interpreters(
         assert b"spad.runner\0" in handle.read()
     server.call("stop", workflow="w")
     server.wait_status("w", "stopped")
+
+
+def locks_held_by(pid: int) -> list[str]:
+    """The lines of /proc/locks that name ``pid`` (SQLite takes POSIX locks, which do)."""
+    with open("/proc/locks") as handle:
+        return [line for line in handle if line.split()[4] == str(pid)]
+
+
+def test_an_idle_runner_holds_no_lock_on_the_store_and_opens_it_again_to_stop(
+    server: Server,
+) -> None:
+    """A thousand idle runners holding their connections made every lock call on spa.db walk a
+    thousand locks: an idle runner closes its connection, and opens it again when woken."""
+    server.define("w", task("fg", "simple", "60"))
+    run_id = server.call("run", workflow="w")["run_id"]
+    server.wait_task("w", "fg", "running")
+    runner = runner_of(server, run_id)
+    wait_for(lambda: not locks_held_by(runner), what="the idle runner to let go of spa.db")
+    server.call("stop", workflow="w")
+    server.wait_status("w", "stopped")

@@ -14,8 +14,7 @@ import pytest
 from spad import states
 from spad.runner.engine import Engine
 from spad.runner.main import Loop
-from spad.store.sqlite import connect_as
-from spad.store.turns import TurnStore
+from spad.store.turns import RunnerStore, TurnStore
 from tests.conftest import task
 from tests.unit.engine_run import EngineRun
 from tests.unit.fake_executor import FakeExecutor, Script
@@ -61,9 +60,9 @@ def test_the_loop_polls_an_executor_that_asks_for_an_interval(
     loop, executor = Loop(), PolledFake()
     executor.script("a", Script(runs=0.05))
     executor.script("b", Script(runs=0.05))
-    store = connect_as(TurnStore, tmp_path / "spa.db")  # the runner's own kind of connection
+    store = RunnerStore(str(tmp_path / "spa.db"))  # the runner's own way to the store
     engine = Engine(
-        store,
+        store.conn,
         str(setup.home),
         setup.engine.info,
         lambda _name: executor,
@@ -107,9 +106,9 @@ def test_an_executor_handed_the_loop_wakes_it_itself(
     setup = EngineRun(conn, tmp_path / "home", task("a"))
     loop, executor = Loop(), SelfWakingFake()
     executor.script("a", Script(runs=0.05))
-    store = connect_as(TurnStore, tmp_path / "spa.db")
+    store = RunnerStore(str(tmp_path / "spa.db"))
     engine = Engine(
-        store, str(setup.home), setup.engine.info, lambda _: executor, loop.timers, loop.watch,
+        store.conn, str(setup.home), setup.engine.info, lambda _: executor, loop.timers, loop.watch,
         loop.unwatch,
     )  # fmt: skip
     inbox = QuietInbox()
@@ -119,3 +118,44 @@ def test_an_executor_handed_the_loop_wakes_it_itself(
         inbox.close()
         store.close()
     assert executor.loop is loop and setup.run()["status"] == states.SUCCESS
+
+
+class CountingStore(RunnerStore):
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.opened = self.closed = 0
+
+    @property
+    def conn(self) -> TurnStore:
+        if not self.is_open:
+            self.opened += 1
+        return super().conn
+
+    def close(self) -> None:
+        if self.is_open:
+            self.closed += 1
+        super().close()
+
+
+@pytest.mark.timeout(20)
+def test_an_idle_loop_closes_the_store_and_opens_it_again_for_the_next_turn(
+    conn: sqlite3.Connection, tmp_path: Path
+) -> None:
+    setup = EngineRun(conn, tmp_path / "home", task("a"), task("b"))
+    loop, executor = Loop(), SelfWakingFake()
+    idle = RunnerStore.IDLE_CLOSE
+    executor.script("a", Script(runs=idle * 3))  # the loop idles until a ends: it closes
+    executor.script("b", Script(runs=idle / 10))  # a's end is followed at once: no close
+    store = CountingStore(str(tmp_path / "spa.db"))
+    engine = Engine(
+        store.conn, str(setup.home), setup.engine.info, lambda _: executor, loop.timers,
+        loop.watch, loop.unwatch,
+    )  # fmt: skip
+    inbox = QuietInbox()
+    try:
+        loop.run(engine, cast(Any, inbox), store)
+    finally:
+        inbox.close()
+        store.close()
+    assert setup.statuses() == {"a": states.SUCCESS, "b": states.SUCCESS}
+    assert (store.opened, store.closed) == (2, 2)  # closed while a ran, and at the end

@@ -6,13 +6,14 @@ touching it. A child subreaper, so a task's orphaned children are reaped (and ki
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import selectors
 import sqlite3
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from spad import executors, faults, procs, transitions
 from spad import home as layout
@@ -20,8 +21,7 @@ from spad.runner.engine import Engine, RunInfo
 from spad.runner.signals import FORCED, GRACEFUL, HARD, SignalInbox
 from spad.runner.timers import Timers
 from spad.store import runs
-from spad.store.sqlite import connect_as
-from spad.store.turns import StoreFull, TurnStore, patiently, say
+from spad.store.turns import RunnerStore, StoreFull, patiently, say
 
 _PR_SET_CHILD_SUBREAPER = 36
 #: The exit code of a runner whose store's disk is full: the server resumes its run (EX_TEMPFAIL).
@@ -66,9 +66,10 @@ class Loop:
     def unwatch(self, fd: int) -> None:
         self.selector.unregister(fd)
 
-    def run(self, engine: Engine, inbox: SignalInbox, conn: TurnStore) -> None:
+    def run(self, engine: Engine, inbox: SignalInbox, store: RunnerStore) -> None:
         """Each turn's transitions commit together, before the loop waits again: one commit
-        where a task ends and the next starts, one for a hundred tasks started at once."""
+        where a task ends and the next starts, one for a hundred tasks started at once. The
+        store is closed while nothing happens (see :class:`RunnerStore`)."""
         self.watch(inbox.fileno(), lambda: self._on_signals(engine, inbox))
         for executor in engine.executors.values():
             executor.attach(self)
@@ -78,15 +79,30 @@ class Loop:
             interval = executor.poll_interval()
             if interval is not None:
                 self._every(interval, engine)
-        with conn.turn():
+        with self._turn(engine, store):
             engine.start()
         while not engine.done:
-            ready = self.selector.select(self.timers.timeout())
-            with conn.turn():
+            timeout = self.timers.timeout()
+            if store.is_open and (timeout is None or timeout > store.IDLE_CLOSE):
+                ready = self.selector.select(store.IDLE_CLOSE)
+                if not ready:  # idle: no deadline is due before the next wait ends
+                    store.close()
+                    continue
+            else:
+                ready = self.selector.select(timeout)
+            with self._turn(engine, store):
                 for key, _ in ready:
                     key.data()
                 self.timers.run_due()
                 engine.collect()
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _turn(engine: Engine, store: RunnerStore) -> Iterator[None]:
+        """One turn on the store's connection, opened again if the loop closed it."""
+        engine.conn = store.conn
+        with store.conn.turn():
+            yield
 
     def _every(self, interval: float, engine: Engine) -> None:
         """Wake the loop every ``interval`` seconds while the run goes on."""
@@ -131,7 +147,8 @@ def carry_out(home: str, run_id: int, inbox: SignalInbox) -> int:
         time.sleep(faults.RUNNER_DELAY)
     # A runner reads and writes a few rows of its own run: a small page cache is plenty, and
     # each runner's cache is private memory (a thousand runners, a thousand caches).
-    conn = connect_as(TurnStore, os.path.join(home, layout.DB), cache_kib=128)
+    store = RunnerStore(os.path.join(home, layout.DB), cache_kib=128)
+    conn = store.conn
     pid = os.getpid()
     if not patiently(lambda: runs.claim(conn, run_id, pid, procs.identity(pid))):
         say(f"run {run_id} is finished, superseded or another runner's: leaving it alone")
@@ -151,7 +168,7 @@ def carry_out(home: str, run_id: int, inbox: SignalInbox) -> int:
         if row is not None and row["stop_request"]:
             with conn.turn():
                 engine.stop(row["stop_request"])
-        loop.run(engine, inbox, conn)
+        loop.run(engine, inbox, store)
     finally:
         for executor in engine.executors.values():
             executor.close()  # what the tasks left ends with the runner, even on a full disk

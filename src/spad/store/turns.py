@@ -11,11 +11,12 @@ the server resumes as a new run once it can write. Standard library only.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 
-from spad.store.sqlite import FULL, trouble
+from spad.store.sqlite import FULL, connect_as, trouble
 
 TYPE_CHECKING = False  # typing itself is not imported on the runner's path
 if TYPE_CHECKING:
@@ -107,6 +108,52 @@ class TurnStore(sqlite3.Connection):
             self._rollback()
             return exc
         return None
+
+
+class RunnerStore:
+    """The runner's spa.db: a :class:`TurnStore` open while the runner works, closed while it
+    idles.
+
+    An open connection holds shared locks on spa.db and its ``-shm`` for as long as it lives,
+    and the kernel walks all of a file's locks on every lock call (and at every exec of a
+    task, which closes the inherited descriptors): a thousand idle runners holding theirs made
+    each write of the others pay for a thousand (W8, bench/scale.py). The connection's page
+    cache, schema and statements are also private memory of each runner. So the loop closes
+    it once the runner has had nothing to do for :data:`IDLE_CLOSE` seconds; the next turn
+    opens it again (about 0.2 ms).
+    """
+
+    #: Seconds without a wake before the connection is closed: long enough that a run whose
+    #: tasks end one after another keeps it, short enough that a started run soon lets go.
+    IDLE_CLOSE = 0.2
+
+    def __init__(self, path: str, cache_kib: int = 128) -> None:
+        self.path = path
+        self.cache_kib = cache_kib
+        self._conn: TurnStore | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    @property
+    def conn(self) -> TurnStore:
+        if self._conn is None:
+            self._conn = connect_as(TurnStore, self.path, cache_kib=self.cache_kib)
+        return self._conn
+
+    def close(self) -> None:
+        """Close the connection and give its freed memory back to the system."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+            _trim_heap()
+
+
+def _trim_heap() -> None:
+    """glibc keeps freed memory for later; an idle runner has no later to keep it for."""
+    with contextlib.suppress(AttributeError, OSError):
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def patiently(write: Callable[[], T]) -> T:
