@@ -55,8 +55,7 @@ def _become_runner(home: str, run_id: int, env: dict[str, str], log_path: str) -
     os.dup2(log, 2)
     os.close(devnull)
     os.close(log)
-    os.environ.clear()
-    os.environ.update(env)
+    _set_environment(env)
     try:
         return runner_main.main([home, str(run_id)])
     except SystemExit as end:
@@ -70,6 +69,17 @@ def _become_runner(home: str, run_id: int, env: dict[str, str], log_path: str) -
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
+
+
+def _set_environment(env: dict[str, str]) -> None:
+    """Make ``os.environ`` be ``env``, changing only what differs: the fork server's own
+    environment is mostly the same, and every string replaced is a page copied (clearing and
+    filling it cost each runner about 0.3 MiB of private memory)."""
+    for key in [key for key in os.environ if key not in env]:
+        del os.environ[key]
+    for key, value in env.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 def serve(home: str, channel: socket.socket) -> None:

@@ -32,11 +32,12 @@ def become_subreaper() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
-def load_info(home: str, conn: sqlite3.Connection, run_id: int) -> RunInfo:
+def load_info(home: str, conn: sqlite3.Connection, run_id: int) -> tuple[RunInfo, str | None]:
+    """The run as the engine needs it, and the stop already asked of it (if any)."""
     row = runs.with_names(conn, run_id)
     if row is None:
         raise SystemExit(f"spad runner: run {run_id} does not exist")
-    return RunInfo(
+    info = RunInfo(
         run_id=run_id,
         project=row["project"],
         workflow=row["workflow"],
@@ -45,6 +46,7 @@ def load_info(home: str, conn: sqlite3.Connection, run_id: int) -> RunInfo:
         token=_read(os.path.join(home, layout.TOKEN)),
         status=row["status"],
     )
+    return info, row["stop_request"]
 
 
 def _read(path: str) -> str:
@@ -154,20 +156,20 @@ def carry_out(home: str, run_id: int, inbox: SignalInbox) -> int:
         say(f"run {run_id} is finished, superseded or another runner's: leaving it alone")
         return 0
     loop = Loop()
+    info, stop_request = load_info(home, conn, run_id)
     engine = Engine(
         conn,
         home,
-        load_info(home, conn, run_id),
+        info,
         lambda name: executors.load(name, home),
         loop.timers,
         loop.watch,
         loop.unwatch,
     )
-    row = runs.get(conn, run_id)
     try:
-        if row is not None and row["stop_request"]:
+        if stop_request:
             with conn.turn():
-                engine.stop(row["stop_request"])
+                engine.stop(stop_request)
         loop.run(engine, inbox, store)
     finally:
         for executor in engine.executors.values():

@@ -448,7 +448,7 @@ def _workflow(svc: Service, project: str, name: str) -> sqlite3.Row:
 
 def _running(svc: Service, project: str | None, workflow: str) -> sqlite3.Row:
     """The unfinished run of ``workflow``; without a project, searched in every project."""
-    candidates = [r for r in runs.unfinished(svc.conn) if r["workflow"] == workflow]
+    candidates = runs.unfinished_named(svc.conn, workflow)
     if project is not None:
         _workflow(svc, project, workflow)
         candidates = [r for r in candidates if r["project"] == project]

@@ -281,14 +281,18 @@ def connect_as(
     path: str | os.PathLike[str],
     busy_timeout_ms: int = BUSY_TIMEOUT_MS,
     cache_kib: int | None = None,
+    wal: bool = True,
 ) -> C:
-    """:func:`connect`, with a connection class of the caller's."""
+    """:func:`connect`, with a connection class of the caller's. ``wal=False`` leaves the
+    journal mode as the file has it (WAL is kept in the file: a runner opening the server's
+    store need not ask again, and saves a lock round at each open)."""
+    # ``timeout`` is SQLite's busy timeout: no PRAGMA needed for it.
     conn = sqlite3.connect(
         path, timeout=busy_timeout_ms / 1000, isolation_level=None, factory=factory
     )
     conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-    conn.execute("PRAGMA journal_mode = WAL")
+    if wal:
+        conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
     if cache_kib is not None:

@@ -139,7 +139,7 @@ class RunnerStore:
     @property
     def conn(self) -> TurnStore:
         if self._conn is None:
-            self._conn = connect_as(TurnStore, self.path, cache_kib=self.cache_kib)
+            self._conn = connect_as(TurnStore, self.path, cache_kib=self.cache_kib, wal=False)
         return self._conn
 
     def close(self) -> None:
