@@ -7,7 +7,13 @@ measures, per system: seconds from the first ``run`` call to every task running,
 system's own processes (total and per workflow), p99 latency of ``list`` and of one
 workflow's ``status`` while all run, CPU used while nothing changes (percent of one core) and
 seconds to stop everything until no task is left. supervisord runs the same number of
-``sleep`` programs (3 per workflow); the floor is a bare asyncio loop spawning them.
+``sleep`` programs (3 per workflow), started and stopped by one call each
+(``startAllProcesses``, ``stopAllProcesses``); the floor is a bare asyncio loop spawning them.
+
+spad's ``run`` and ``stop`` calls go in JSON-RPC batches of :data:`BATCH` (rows without a
+suffix), and once more one HTTP request per call (rows "a call each"). The rows "start CPU
+ms/wf" say where the batched start's CPU went: spad's server, its fork server, the runners,
+the tasks themselves (a ``sleep``'s exec) and the bench's own client.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ HERE = Path(__file__).resolve().parent
 TASKS_PER_WORKFLOW = 3
 SLEEP = "600"
 IDLE_SECONDS = 5.0
+#: ``run`` and ``stop`` calls per JSON-RPC batch: supervisord's side is one call for all.
+BATCH = 100
 LATENCY_CALLS = 200
 TICKS = os.sysconf("SC_CLK_TCK")
 Row = dict[str, float | None]
@@ -86,6 +94,89 @@ def running_tasks(spad: Spad) -> int:
         )
 
 
+def sched_seconds(pids: list[int]) -> float:
+    """CPU seconds the processes ran so far, by the scheduler's own clock (``schedstat``): the
+    tick-sampled counts of ``stat`` miss most of a process that runs for a millisecond."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/schedstat") as handle:
+                total += int(handle.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1e9
+
+
+def spad_processes(spad: Spad) -> dict[str, list[int]]:
+    """spad's processes by role, and the tasks' (their pids from the store)."""
+    assert spad.process is not None
+    own = spad.own_pids()
+    forkserver = [p for p in own if _comm(p) == "spad-forkserver"]
+    runners = [p for p in own if _comm(p) == "spad-runner"]
+    with spad.db() as conn:
+        tasks = [
+            int(row[0])
+            for row in conn.execute(
+                "SELECT pid FROM run_tasks WHERE pid IS NOT NULL AND ended_at IS NULL"
+            )
+        ]
+    return {
+        "server": [spad.process.pid],
+        "fork server": forkserver,
+        "runners": runners,
+        "tasks": tasks,
+    }
+
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def start_all(spad: Spad, names: list[str], batch: int) -> float:
+    """Seconds from the first ``run`` until every task runs: one call per workflow, or
+    JSON-RPC batches of ``batch`` calls (the way a script starting them all would)."""
+    expected = len(names) * TASKS_PER_WORKFLOW
+    started = time.perf_counter()
+    if batch:
+        for i in range(0, len(names), batch):
+            spad.batch("run", [{"project": "bench", "workflow": n} for n in names[i : i + batch]])
+    else:
+        for name in names:
+            spad.call("run", project="bench", workflow=name)
+    wait_until(lambda: running_tasks(spad) == expected, timeout=600, step=0.05)
+    return time.perf_counter() - started
+
+
+def stop_all(spad: Spad, names: list[str], batch: int) -> float:
+    """Seconds from the first ``stop`` until no task is left."""
+    with spad.db() as conn:
+        tasks = conn.execute(
+            "SELECT pid, pid_identity FROM run_tasks WHERE pid IS NOT NULL AND ended_at IS NULL"
+        ).fetchall()
+    started = time.perf_counter()
+    if batch:
+        for i in range(0, len(names), batch):
+            spad.batch("stop", [{"project": "bench", "workflow": n} for n in names[i : i + batch]])
+    else:
+        for name in names:
+            spad.call("stop", project="bench", workflow=name)
+    wait_until(
+        lambda: not any(procs.is_alive(pid, ident) for pid, ident in tasks),
+        timeout=600,
+        step=0.01,
+    )
+    return time.perf_counter() - started
+
+
+def finished(spad: Spad) -> bool:
+    with spad.db() as conn:
+        return not conn.execute("SELECT 1 FROM runs WHERE finished = 0 LIMIT 1").fetchone()
+
+
 def spad_curve(workflows: int) -> Row:
     spad = Spad()
     try:
@@ -99,33 +190,31 @@ def spad_curve(workflows: int) -> Row:
                 "workflows": [{"name": n, "tasks": workflow_tasks()} for n in names],
             },
         )
-        expected = workflows * TASKS_PER_WORKFLOW
-        started = time.perf_counter()
-        for name in names:
-            spad.call("run", project="bench", workflow=name)
-        wait_until(lambda: running_tasks(spad) == expected, timeout=600, step=0.05)
-        up = time.perf_counter() - started
+        one_by_one_up = start_all(spad, names, batch=0)
+        one_by_one_stop = stop_all(spad, names, batch=0)
+        wait_until(lambda: finished(spad), timeout=600, step=0.05)
+        # The runs again, sent in batches: what is measured below is of these.
+        before = {role: sched_seconds(p) for role, p in spad_processes(spad).items()}
+        client_before = time.process_time()
+        up = start_all(spad, names, BATCH)
+        client_cpu = time.process_time() - client_before
+        processes = spad_processes(spad)
+        cpu = {role: sched_seconds(p) - before.get(role, 0.0) for role, p in processes.items()}
+        cpu["client"] = client_cpu
         own = spad.own_pids()
         pss = sum(pss_kib(pid) for pid in own)
         idle = idle_cpu_percent(own)
         list_p99 = p99_ms(lambda: spad.call("list"))
         status_p99 = p99_ms(lambda: spad.call("status", project="bench", workflow=names[-1]))
-        with spad.db() as conn:
-            tasks = conn.execute(
-                "SELECT pid, pid_identity FROM run_tasks WHERE pid IS NOT NULL AND ended_at IS NULL"
-            ).fetchall()
-        started = time.perf_counter()
-        for name in names:
-            spad.call("stop", project="bench", workflow=name)
-        wait_until(
-            lambda: not any(procs.is_alive(pid, ident) for pid, ident in tasks),
-            timeout=600,
-            step=0.01,
-        )
-        stop = time.perf_counter() - started
+        stop = stop_all(spad, names, BATCH)
     finally:
         spad.stop()
-    return _row(workflows, up, pss, list_p99, status_p99, idle, stop)
+    row = _row(workflows, up, pss, list_p99, status_p99, idle, stop)
+    row["s to all running, a call each"] = one_by_one_up
+    row["s to stop all, a call each"] = one_by_one_stop
+    for role in ("server", "fork server", "runners", "tasks", "client"):
+        row[f"start CPU ms/wf: {role}"] = cpu[role] * 1000 / workflows
+    return row
 
 
 def supervisord_curve(workflows: int) -> Row:
@@ -202,7 +291,7 @@ def median_rows(rows: list[Row]) -> Row:
 
 def print_curve(curve: dict[int, dict[str, Row]]) -> None:
     metrics = list(next(iter(next(iter(curve.values())).values())).keys())
-    header = f"{'workflows':>9} {'metric':<22} {'spad':>10} {'supervisord':>12} {'floor':>10}"
+    header = f"{'workflows':>9} {'metric':<31} {'spad':>10} {'supervisord':>12} {'floor':>10}"
     header += f" {'spad/sup':>9} {'spad/floor':>10}"
     print(header)
     print("-" * len(header))
@@ -216,7 +305,7 @@ def print_curve(curve: dict[int, dict[str, Row]]) -> None:
                 for other in (values["supervisord"], values["floor"])
             ]
             print(
-                f"{size:>9} {metric:<22} {cells[0]:>10} {cells[1]:>12} {cells[2]:>10}"
+                f"{size:>9} {metric:<31} {cells[0]:>10} {cells[1]:>12} {cells[2]:>10}"
                 f" {ratios[0]:>9} {ratios[1]:>10}"
             )
 

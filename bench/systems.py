@@ -68,6 +68,12 @@ class Spad:
         assert self.client is not None
         return self.client.call(method, **params)
 
+    def batch(self, method: str, each: list[dict[str, Any]]) -> None:
+        """``method`` for each of ``each`` in one JSON-RPC batch; every call must succeed."""
+        assert self.client is not None
+        failed = [r["error"] for r in self.client.batch(method, each) if "error" in r]
+        assert not failed, failed[:3]
+
     def define(self, workflow: str, tasks: list[dict[str, Any]]) -> None:
         self.call(
             "create", project={"name": "bench", "workflows": [{"name": workflow, "tasks": tasks}]}

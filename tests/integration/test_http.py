@@ -245,3 +245,21 @@ def test_the_server_never_loads_pydantic(server: Server) -> None:
     server.call("update", **seed())
     assert "msgspec/_core" in _maps(server)  # the check below looks at the right process
     assert not _loaded_pydantic(server)
+
+
+def test_the_clients_batch_runs_and_stops_workflows_in_one_request(server: Server) -> None:
+    """What a script starting or stopping many workflows sends: one request, a reply each."""
+    for name in ("a", "b"):
+        server.define(name, task("t", "simple", "60"))
+    client = server.client()
+    started = client.batch("run", [{"workflow": "a"}, {"workflow": "b"}, {"workflow": "zz"}])
+    assert [sorted(r) for r in started] == [["id", "jsonrpc", "result"]] * 2 + [
+        ["error", "id", "jsonrpc"]
+    ]
+    assert started[2]["error"]["code"] == -32001  # not found: named in the reply, not raised
+    for name in ("a", "b"):
+        server.wait_task(name, "t", "running")
+    stopped = client.batch("stop", [{"workflow": "a"}, {"workflow": "b"}])
+    assert all("result" in reply for reply in stopped)
+    for name in ("a", "b"):
+        server.wait_status(name, "stopped")

@@ -145,6 +145,21 @@ class Client:
             raise ServerError(error.get("code", 0), error.get("message", "?"), error.get("data"))
         return reply.get("result")
 
+    def batch(self, method: str, each: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One JSON-RPC batch: ``method`` called with each of ``each``, in one request. The
+        replies (each with ``result`` or ``error``) in the order of ``each``."""
+        ids = [next(self._ids) for _ in each]
+        body = [
+            {"jsonrpc": "2.0", "method": method, "id": i, "params": params}
+            for i, params in zip(ids, each, strict=True)
+        ]
+        replies: Any = self._post(json.dumps(body).encode())
+        if isinstance(replies, dict):  # the batch itself was refused
+            error = replies.get("error", {})
+            raise ServerError(error.get("code", 0), error.get("message", "?"), error.get("data"))
+        by_id = {reply.get("id"): reply for reply in replies}
+        return [by_id[i] for i in ids]
+
     def _post(self, data: bytes) -> dict[str, Any]:
         request = urllib.request.Request(self.url + "/rpc", data=data, method="POST")
         request.add_header("Content-Type", "application/json")
