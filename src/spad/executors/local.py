@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 
@@ -95,8 +96,10 @@ def _strings(items: list[bytes]) -> Any:
     return (ctypes.c_char_p * (len(items) + 1))(*items)
 
 
+@functools.cache
 def find_spawner() -> Spawner | None:
-    """The compiled spawn library, if the build found a compiler."""
+    """The compiled spawn library, if the build found a compiler: loaded once per process (a
+    runner forked by the fork server finds it loaded there)."""
     try:
         return Spawner(LIBRARY)
     except (OSError, AttributeError):

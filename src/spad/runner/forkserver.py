@@ -110,7 +110,7 @@ def main() -> int:
     # Runners are reaped by the kernel: nobody here needs their exit codes.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the server's to handle
-    find_spawner()  # map the spawn library now: every runner shares it
+    find_spawner()  # load the spawn library now: every runner uses this one
     gc.collect()
     gc.freeze()  # what is loaded now stays on pages the runners share
     channel = socket.socket(fileno=int(sys.argv[3]))
