@@ -179,9 +179,9 @@ def status(svc: Service, p: StatusParams) -> dict[str, Any] | RawJSON:
     wf = _workflow(svc, project, p.workflow)
     run = _run(svc, project, wf, p.run_id) if p.run_id else runs.latest(svc.conn, wf["id"])
     live = p.memory and run is not None and not run["finished"]
-    memory = _task_memory(svc.conn, run["id"]) if live and run is not None else {}
+    memory = json.dumps(_task_memory(svc.conn, run["id"])) if live and run is not None else None
     rows = runs.status_rows_json(
-        svc.conn, wf["id"], run, defined_since=p.run_id is None, memory=json.dumps(memory)
+        svc.conn, wf["id"], run, defined_since=p.run_id is None, memory=memory
     )
     head = {
         "project": project,
