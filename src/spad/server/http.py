@@ -32,6 +32,9 @@ log = logging.getLogger("spad.http")
 
 READ_SIZE = 64 * 1024
 MAX_HEADER_BYTES = 64 * 1024
+#: A reply up to this size goes out in one write (head, body and end together: one system
+#: call and one segment, not three); a larger one part by part.
+ONE_WRITE = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -119,17 +122,23 @@ class Request:
     ) -> None:
         headers = [("Content-Type", content_type), ("Content-Length", str(len(body)))]
         headers.extend((extra or {}).items())
-        await self._connection.send(h11.Response(status_code=status, headers=headers))
-        if body:
-            await self._connection.send(h11.Data(data=body))
-        await self._connection.send(h11.EndOfMessage())
+        await self.respond_parts(status, [body] if body else [], headers)
 
-    async def respond_parts(self, status: int, parts: list[bytes]) -> None:
-        """A JSON body given in pieces, each written (and drained) in turn, and let go of
-        as it goes: a large reply is never copied whole into the socket's buffer."""
+    async def respond_parts(
+        self, status: int, parts: list[bytes], headers: list[tuple[str, str]] | None = None
+    ) -> None:
+        """A body (JSON unless ``headers`` say otherwise) given in pieces. A small one goes
+        out in one write; a large one piece by piece, each written (and drained) in turn and
+        let go of as it goes: it is never copied whole into the socket's buffer."""
         length = sum(len(part) for part in parts)
-        headers = [("Content-Type", "application/json"), ("Content-Length", str(length))]
-        await self._connection.send(h11.Response(status_code=status, headers=headers))
+        if headers is None:
+            headers = [("Content-Type", "application/json"), ("Content-Length", str(length))]
+        head = h11.Response(status_code=status, headers=headers)
+        if length <= ONE_WRITE:
+            body = [h11.Data(data=part) for part in parts if part]
+            await self._connection.send_all([head, *body, h11.EndOfMessage()])
+            return
+        await self._connection.send(head)
         parts.reverse()
         while parts:
             await self._connection.send(h11.Data(data=parts.pop()))
@@ -214,6 +223,11 @@ class _Connection:
         if data:
             self.writer.write(data)
             await self.writer.drain()
+
+    async def send_all(self, events: list[Any]) -> None:
+        """Several events in one write."""
+        self.writer.write(b"".join(self.h11.send(event) or b"" for event in events))
+        await self.writer.drain()
 
 
 class HttpServer:
