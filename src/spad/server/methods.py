@@ -175,6 +175,31 @@ def list_(svc: Service, p: ProjectParams) -> dict[str, Any]:
 
 
 def status(svc: Service, p: StatusParams) -> dict[str, Any] | RawJSON:
+    if p.task is not None:
+        head, rows = _status_parts(svc, p)
+        tasks = [r for r in json.loads(rows) if r["name"] == p.task]
+        if not tasks:
+            raise NotFound(f"task {p.task!r} does not exist in {head['project']}/{p.workflow}")
+        return {**head, "tasks": tasks}
+    if p.memory:  # read live from /proc: never kept
+        return _whole_status(svc, p)
+    # The common case: a poll, often of a store that has not changed since the last one.
+    key = ("status", p.project, p.workflow, p.run_id)
+    kept = svc.reads.get(key)
+    if kept is None:
+        kept = _whole_status(svc, p)
+        svc.reads.put(key, kept)
+    return RawJSON(kept)
+
+
+def _whole_status(svc: Service, p: StatusParams) -> RawJSON:
+    """Every task, the rows as SQLite wrote them (the large reply: not decoded again)."""
+    head, rows = _status_parts(svc, p)
+    return RawJSON(json.dumps(head, ensure_ascii=False)[:-1] + f', "tasks": {rows}}}')
+
+
+def _status_parts(svc: Service, p: StatusParams) -> tuple[dict[str, Any], str]:
+    """The run's summary, and its tasks' rows as a JSON array."""
     project = _project_name(svc, p.project)
     wf = _workflow(svc, project, p.workflow)
     run = _run(svc, project, wf, p.run_id) if p.run_id else runs.latest(svc.conn, wf["id"])
@@ -192,12 +217,7 @@ def status(svc: Service, p: StatusParams) -> dict[str, Any] | RawJSON:
         "ended_at": run["ended_at"] if run else None,
         "resumed_from": run["resumed_from"] if run else None,
     }
-    if p.task is None:  # the common case, and the large one: the rows go out as SQLite wrote them
-        return RawJSON(json.dumps(head, ensure_ascii=False)[:-1] + f', "tasks": {rows}}}')
-    tasks = [r for r in json.loads(rows) if r["name"] == p.task]
-    if not tasks:
-        raise NotFound(f"task {p.task!r} does not exist in {project}/{p.workflow}")
-    return {**head, "tasks": tasks}
+    return head, rows
 
 
 def _task_memory(conn: sqlite3.Connection, run_id: int) -> dict[str, int]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from spad.home import Home
 from spad.retention import Policy
+from spad.server.readcache import ReadCache
 
 if TYPE_CHECKING:
     from spad.server.runners import Runners
@@ -25,3 +26,8 @@ class Service:
     #: Makes sure the alarm watcher runs (it starts on the first signal, not before).
     wake_alarms: Callable[[], None] = lambda: None
     policy: Policy = field(default_factory=Policy)
+    #: Answers of frequent reads, kept while the store is unchanged.
+    reads: ReadCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.reads = ReadCache(self.conn)
