@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
-import secrets
-import shutil
-from importlib import resources
 from pathlib import Path
 
 from spad.errors import HomeError
@@ -37,7 +35,10 @@ def prepare(home: Home) -> Home:
 
 
 def _install_samples(home: Home) -> None:
-    samples = resources.files("spad") / "samples"
+    # The samples are files beside this module (spad runs from a folder, never from a zip:
+    # its spawn library is loaded from a file); importlib.resources would cost the server
+    # 1 MiB of memory for as long as it runs.
+    samples = Path(__file__).resolve().parent / "samples"
     for name in SAMPLES:
         target = home.bin / name
         if not target.exists() and not target.is_symlink():
@@ -45,7 +46,17 @@ def _install_samples(home: Home) -> None:
             target.chmod(0o755)
     echo = home.bin / "echo"
     if not echo.exists() and not echo.is_symlink():
-        echo.symlink_to(shutil.which("echo") or "/bin/echo")
+        echo.symlink_to(_on_path("echo") or "/bin/echo")
+
+
+def _on_path(name: str) -> str | None:
+    """The executable ``name`` on PATH (shutil.which, without the shutil module and the bz2
+    and lzma it loads into the server)."""
+    for folder in os.get_exec_path():
+        path = os.path.join(folder, name)
+        if os.access(path, os.X_OK) and not os.path.isdir(path):
+            return path
+    return None
 
 
 def _keep_private(home: Home) -> None:
@@ -65,7 +76,9 @@ def _make_token(home: Home) -> None:
 
 
 def new_token() -> str:
-    return secrets.token_urlsafe(32)  # 43 characters
+    # secrets.token_urlsafe(32) is this; the secrets module would load hashlib and OpenSSL's
+    # libcrypto (1 MiB) into the server.
+    return base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode("ascii")  # 43 chars
 
 
 def check_token(home: Home) -> None:

@@ -14,7 +14,6 @@ Standard library only: the runner of a workflow with Slurm tasks reads it too.
 from __future__ import annotations
 
 import os
-import tomllib
 
 from spad.home import CONFIG
 
@@ -52,10 +51,16 @@ def load(home: str) -> SlurmConfig | None:
     path = os.path.join(home, CONFIG)
     try:
         with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+            raw = handle.read()
     except FileNotFoundError:
         return None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    import tomllib  # only with a spad.toml: a home without one never loads it
+
+    try:
+        data = tomllib.loads(raw.decode())  # what tomllib.load does with the file
+    except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     section = data.get("slurm")
     if section is None:

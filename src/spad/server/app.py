@@ -10,19 +10,23 @@ Every refusal has a JSON error body in JSON-RPC's shape, so ``curl`` users see w
 from __future__ import annotations
 
 import functools
-import hmac
 import logging
 import os
 import socket
 import sqlite3
 import urllib.parse
+
+# hmac.compare_digest itself, without hmac: importing hmac loads OpenSSL's libcrypto (1 MiB of
+# an idle server's memory) for a comparison the interpreter has built in (hmac's own fallback).
+from _operator import _compare_digest as compare_digest
+from collections.abc import Mapping
 from pathlib import Path
 
 import spad
 from spad.areas import DEFAULT_MAX_FILE
 from spad.errors import Forbidden, InternalError, InvalidRequest, MethodNotFound, Refused
 from spad.home import MIN_TOKEN, Home
-from spad.server import access, files, rpc, stream, ui
+from spad.server import access, files, freed, rpc, stream, ui
 from spad.server.feed import EventFeed
 from spad.server.hosts import HostCheck
 from spad.server.http import BodyTooLarge, Request
@@ -61,7 +65,7 @@ class TokenCheck:
         token = self._current()
         if scheme.lower() != "bearer" or len(token) < MIN_TOKEN:
             return False  # an empty or cut token file (a failed rotation) lets nobody in
-        return hmac.compare_digest(value, token)
+        return compare_digest(value, token)
 
     def _current(self) -> bytes:
         try:
@@ -86,6 +90,14 @@ def _foreign_origin(request: Request) -> bool:
     return origin.rstrip("/") != f"{request.scheme}://{request.headers.get('host', '')}"
 
 
+@functools.cache
+def _methods(read_only: bool) -> Mapping[str, rpc.Method]:
+    """The methods a token may call, loaded at the first call: an idle server needs none."""
+    from spad.server.methods import METHODS
+
+    return access.read_only_methods(METHODS) if read_only else METHODS
+
+
 class Api:
     def __init__(
         self,
@@ -103,10 +115,12 @@ class Api:
         self.read_token = TokenCheck(service.home, service.home.root / access.READ_ONLY_FILE)
         self.feed = feed
         self.public_metrics = public_metrics
+        self.loading = freed.AfterLoading()
 
     async def __call__(self, request: Request) -> None:
         try:
             await self.route(request)
+            self.loading.check()
         except OSError as exc:  # a file that vanished or cannot be read: say so, stay up
             log.warning("%s %s failed: %s", request.method, request.path, exc)
             if not request.started:
@@ -220,9 +234,7 @@ class Api:
         def record(method: str, outcome: str, detail: str) -> None:
             audit.record(service.conn, method, request.peer, outcome, detail)
 
-        from spad.server.methods import METHODS  # at the first call: an idle server needs none
-
-        methods = access.read_only_methods(METHODS) if read_only else METHODS
+        methods = _methods(read_only)
         reply = rpc.handle_parts(body, methods, service, record)
         del body  # up to 16 MiB, no longer needed while the reply goes out
         if reply is None:

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import re
-import secrets
 import stat
 
 from spad import areas
@@ -74,6 +72,9 @@ async def _receive(
     existing = areas.entry_stat(parent, place.name)
     if existing is not None and stat.S_ISDIR(existing.st_mode):
         raise Invalid(f"{place.remote} is a folder: give a file name inside it")
+    import hashlib  # at the first copy: hashlib and secrets load OpenSSL's libcrypto (1 MiB)
+    import secrets
+
     temporary = f".{secrets.token_hex(8)}.spad-upload"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(temporary, flags, 0o600, dir_fd=parent)
@@ -135,6 +136,8 @@ async def get(request: Request, service: Service, remote: str) -> None:
 
 
 def _sha256_of(fd: int, size: int) -> str:
+    import hashlib  # see _receive
+
     digest, offset = hashlib.sha256(), 0
     while offset < size:
         chunk = os.pread(fd, min(CHUNK, size - offset), offset)

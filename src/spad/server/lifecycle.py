@@ -21,7 +21,7 @@ from spad import home as homes
 from spad.areas import DEFAULT_MAX_FILE
 from spad.errors import HomeError
 from spad.retention import Policy
-from spad.server import homelock
+from spad.server import freed, homelock
 from spad.server.alarm_watcher import AlarmWatcher
 from spad.server.app import Api
 from spad.server.feed import EventFeed
@@ -143,12 +143,9 @@ async def serve(home: homes.Home, options: Options) -> None:
     runners.recover()
     if has_sources or alarm_store.pending_signals(conn):
         watcher.ensure_running()
+    freed.give_back()  # what the start's imports and recovery left in the heap
     log.info("serving %s with home %s", url, home.root)
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, done.set)
-    await done.wait()
+    await until_signalled()
     log.info("stopping; runners go on and will be adopted at the next start")
     runners.close()
     watcher.close()
@@ -158,6 +155,15 @@ async def serve(home: homes.Home, options: Options) -> None:
         await hooks.close()
     conn.close()
     os.close(lock)
+
+
+async def until_signalled() -> None:
+    """Until SIGTERM or SIGINT."""
+    done = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, done.set)
+    await done.wait()
 
 
 #: Descriptors the server needs besides its connections: the store, runners' pidfds, logs.

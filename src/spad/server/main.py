@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import logging
+import os
 import socket
 import sys
 from typing import TYPE_CHECKING
@@ -47,10 +49,24 @@ def positive(text: str) -> int:
     return int(text)
 
 
+def help_formatter(prog: str) -> argparse.HelpFormatter:
+    """argparse's own formatter, given the width it would ask ``shutil`` for: argparse makes
+    one for every option it is given, and shutil (with the bz2 and lzma it loads) would then
+    stay in the server's memory for nothing (0.3 MiB)."""
+    columns = 80
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+    return argparse.HelpFormatter(prog, width=(columns if columns > 0 else 80) - 2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spad",
         description="spad: the workflow supervisor server (runs in the foreground).",
+        formatter_class=help_formatter,
     )
     parser.add_argument("--version", action=PrintVersion)
     parser.add_argument("--home", help="home folder (default: $SPA_HOME or /opt/spa)")
@@ -89,7 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
         "address and loopback; repeat for several (a request naming another Host gets 403)",
     )
     commands = parser.add_subparsers(dest="command", metavar="{token}")
-    token = commands.add_parser("token", help="print the API token; --rotate makes a new one")
+    token = commands.add_parser(
+        "token",
+        help="print the API token; --rotate makes a new one",
+        formatter_class=help_formatter,
+    )
     token.add_argument("--home", dest="token_home", help="home folder")
     token.add_argument(
         "--rotate", action="store_true", help="replace the token: the old one stops working at once"

@@ -12,7 +12,6 @@ from spad import areas, logfiles, procs, retention, states, transitions
 from spad.alarms import journal
 from spad.alarms import logic as alarm_logic
 from spad.alarms.levels import CRITICAL, SEVERITIES, STATES
-from spad.definitions import catalog
 from spad.errors import Conflict, Invalid, NotFound
 from spad.server.params import (
     boolean,
@@ -115,7 +114,10 @@ def select_project(svc: Service, p: SelectParams) -> dict[str, Any]:
 
 
 def create(svc: Service, params: Any) -> dict[str, Any]:
-    from spad.definitions.model import parse_spec  # loaded with the first definition
+    # The definitions' model (msgspec and its compiled types) is loaded with the first
+    # definition, not by a server that is only watched.
+    from spad.definitions import catalog
+    from spad.definitions.model import parse_spec
 
     spec = parse_spec(params)
     result = catalog.create(svc.conn, spec)
@@ -130,6 +132,7 @@ def create(svc: Service, params: Any) -> dict[str, Any]:
 
 
 def update(svc: Service, params: Any) -> dict[str, Any]:
+    from spad.definitions import catalog
     from spad.definitions.model import parse_spec
 
     return catalog.update(svc.conn, parse_spec(params))
@@ -143,12 +146,15 @@ def delete(svc: Service, params: Any) -> dict[str, Any]:
         if short.task:
             workflow["tasks"] = [{"name": short.task}]
         params = {"project": {"name": _project_name(svc, short.project), "workflows": [workflow]}}
+    from spad.definitions import catalog
     from spad.definitions.model import parse_ref
 
     return catalog.delete(svc.conn, parse_ref(params))
 
 
 def dump(svc: Service, p: DumpParams) -> dict[str, Any]:
+    from spad.definitions import catalog
+
     return catalog.dump(svc.conn, _project_name(svc, p.project), p.workflow, p.task)
 
 

@@ -8,7 +8,6 @@ page to its own files and its own server.
 from __future__ import annotations
 
 import functools
-from importlib import resources
 
 from spad.errors import MethodNotFound
 from spad.server.http import Request
@@ -36,6 +35,8 @@ def is_ui(path: str) -> bool:
 
 @functools.cache
 def _file(name: str) -> bytes:
+    from importlib import resources  # at the first page: an idle server does without it
+
     return (resources.files("spad") / "ui" / name).read_bytes()
 
 
