@@ -1,0 +1,55 @@
+"""Freed heap pages go back to the system, after a request that loaded modules only."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import types
+
+import pytest
+
+from spad.server import freed
+
+#: Fills the heap with blocks (malloc'd: above pymalloc's 512 bytes), frees nine in ten (the
+#: tenth kept: holes in the middle of the heap, which free() alone never returns), then prints
+#: the process's resident heap before and after give_back().
+PINNED_HEAP = """
+from spad.server import freed
+
+def heap_kib():
+    size, inside = 0, False
+    for line in open("/proc/self/smaps"):
+        fields = line.split()
+        if "-" in fields[0] and not fields[0].endswith(":"):
+            inside = fields[-1] == "[heap]"
+        elif inside and fields[0] == "Rss:":
+            size += int(fields[1])
+    return size
+
+blocks = [bytes(4000) + bytes([i % 256]) for i in range(10_000)]
+kept = blocks[::10]
+del blocks
+before = heap_kib()
+freed.give_back()
+print(before, heap_kib())
+"""
+
+
+def test_give_back_returns_the_free_pages_of_the_heap() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", PINNED_HEAP], capture_output=True, text=True, check=True
+    )
+    before, after = map(int, out.stdout.split())
+    assert before - after > 20_000, (before, after)  # 36 MB freed in holes, most given back
+
+
+def test_only_a_request_that_loaded_modules_gives_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[None] = []
+    monkeypatch.setattr(freed, "give_back", lambda: calls.append(None))
+    loading = freed.AfterLoading()
+    loading.check()
+    assert calls == []
+    monkeypatch.setitem(sys.modules, "spad_test_loaded_late", types.ModuleType("late"))
+    loading.check()
+    loading.check()
+    assert len(calls) == 1
