@@ -13,6 +13,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Hashable
 
+from spad.store.sqlite import version as store_version
+
 #: What the kept answers may hold together, in characters: an idle server keeps little.
 MAX_CHARS = 1024 * 1024
 
@@ -50,5 +52,4 @@ class ReadCache:
         self._chars += len(answer)
 
     def _store_version(self) -> tuple[int, int]:
-        other = self._conn.execute("PRAGMA data_version").fetchone()[0]
-        return int(other), self._conn.total_changes
+        return store_version(self._conn)
