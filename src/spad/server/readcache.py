@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Hashable
 
-from spad.store.sqlite import version as store_version
+from spad.store.events import data_version
 
 #: What the kept answers may hold together, in characters: an idle server keeps little.
 MAX_CHARS = 1024 * 1024
@@ -52,4 +52,4 @@ class ReadCache:
         self._chars += len(answer)
 
     def _store_version(self) -> tuple[int, int]:
-        return store_version(self._conn)
+        return data_version(self._conn), self._conn.total_changes

@@ -300,14 +300,6 @@ def connect_as(
     return conn
 
 
-def version(conn: sqlite3.Connection) -> tuple[int, int]:
-    """What changes whenever the store's content does, as ``conn`` sees it: ``PRAGMA
-    data_version`` moves when another connection commits, ``total_changes`` when ``conn``
-    itself writes."""
-    other = conn.execute("PRAGMA data_version").fetchone()[0]
-    return int(other), conn.total_changes
-
-
 def trouble(exc: sqlite3.Error) -> str | None:
     """:data:`FULL` or :data:`BUSY` when ``exc`` is the store refusing a write for now (the
     disk is full, another process holds the write lock), so that waiting and writing again
