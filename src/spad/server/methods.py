@@ -474,12 +474,15 @@ def _workflow(svc: Service, project: str, name: str) -> sqlite3.Row:
 
 def _running(svc: Service, project: str | None, workflow: str) -> sqlite3.Row:
     """The unfinished run of ``workflow``; without a project, searched in every project."""
-    candidates = runs.unfinished_named(svc.conn, workflow)
     if project is not None:
-        _workflow(svc, project, workflow)
-        candidates = [r for r in candidates if r["project"] == project]
-    elif not defs.workflows_named(svc.conn, workflow):
-        raise NotFound(f"workflow {workflow!r} does not exist in any project", workflow=workflow)
+        named = [_workflow(svc, project, workflow)]
+    else:
+        named = defs.workflows_named(svc.conn, workflow)
+        if not named:
+            raise NotFound(
+                f"workflow {workflow!r} does not exist in any project", workflow=workflow
+            )
+    candidates = [run for wf in named for run in runs.unfinished(svc.conn, wf["id"])]
     if not candidates:
         where = f"{project}/{workflow}" if project else f"workflow {workflow!r}"
         raise Conflict(f"{where} is not running: nothing to stop")

@@ -120,13 +120,6 @@ def unfinished(conn: sqlite3.Connection, workflow_id: int | None = None) -> list
     return conn.execute(_UNFINISHED + " AND r.workflow_id = ?", (workflow_id,)).fetchall()
 
 
-def unfinished_named(conn: sqlite3.Connection, workflow: str) -> list[Row]:
-    """The unfinished runs of the workflows named ``workflow``, in whichever project: a stop
-    looks for one run, not through all of them (a thousand running made each stop read a
-    thousand rows)."""
-    return conn.execute(_UNFINISHED + " AND w.name = ? ORDER BY r.id", (workflow,)).fetchall()
-
-
 def tasks(conn: sqlite3.Connection, run_id: int) -> list[Row]:
     return conn.execute(
         "SELECT * FROM run_tasks WHERE run_id = ? ORDER BY place", (run_id,)

@@ -263,6 +263,11 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TRIGGER events_task_status;
     {_event_trigger("task_status", "UPDATE OF status", "run_tasks", "task", _TASK_EVENT_REASON)}
     """,
+    # 9: a workflow's unfinished run found by the workflow, not among all unfinished runs
+    # (each ``run`` and ``stop`` read a thousand rows with a thousand workflows running).
+    """
+    CREATE INDEX runs_unfinished_by_workflow ON runs (workflow_id) WHERE finished = 0;
+    """,
 )
 
 
