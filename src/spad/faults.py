@@ -29,6 +29,9 @@ NO_CGROUP = os.environ.get("SPAD_TEST_NO_CGROUP") == "1"
 
 CRASH_AT = os.environ.get("SPAD_TEST_CRASH_AT", "")
 RUNNER_DELAY = float(os.environ.get("SPAD_TEST_RUNNER_DELAY") or 0)
+#: ``SPAD_TEST_RECORD_DELAY=SECONDS``: a runner waits that long between starting a local task
+#: and recording it, as on a machine too loaded to get on (a hard kill then finds it unrecorded).
+RECORD_DELAY = float(os.environ.get("SPAD_TEST_RECORD_DELAY") or 0)
 
 #: The server recorded a stop request and has not signalled the runner yet.
 STOP_RECORDED = "stop-recorded"

@@ -70,6 +70,28 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def session_members(sids: set[int]) -> dict[int, list[int]]:
+    """Live processes (zombies aside) of the sessions ``sids``, from one pass over /proc."""
+    members: dict[int, list[int]] = {}
+    if not sids:
+        return members
+    for name in os.listdir(_PROC):
+        if name.isdigit():
+            fields = _stat_fields(int(name))
+            if fields and fields[0] != "Z" and int(fields[3]) in sids:
+                members.setdefault(int(fields[3]), []).append(int(name))
+    return members
+
+
+def environment_has(pid: int, name: str, value: str) -> bool:
+    """True when ``pid`` was started with ``name=value`` in its environment."""
+    try:
+        text = _read(f"{_PROC}/{pid}/environ")
+    except OSError:
+        return False
+    return f"{name}={value}" in text.split("\0")
+
+
 def kill_group(pgid: int, signum: int = signal.SIGKILL) -> bool:
     """Signal a process group; False when it has no member left."""
     try:

@@ -33,6 +33,36 @@ def groups() -> dict[int, list[int]]:
     return members
 
 
+def home_processes(home: Path) -> dict[int, dict[str, str]]:
+    """Live processes started with ``SPA_HOME`` = ``home`` (tasks and all they started, hooks,
+    the alarm watcher), whatever the store recorded: pid -> their ``SPA_*`` variables."""
+    found: dict[int, dict[str, str]] = {}
+    wanted = f"SPA_HOME={home}".encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            environ = Path(f"/proc/{name}/environ").read_bytes().split(b"\0")
+            if wanted in environ and procs.identity(int(name)) is not None:  # (not a zombie)
+                found[int(name)] = dict(
+                    item.decode(errors="replace").split("=", 1)
+                    for item in environ
+                    if item.startswith(b"SPA_") and b"=" in item
+                )
+    return found
+
+
+def describe(pid: int, variables: dict[str, str]) -> str:
+    """``pid (sleep 3600) of task fg, run 12``, for a breach's sentence."""
+    with contextlib.suppress(OSError):
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").strip()
+        variables = {**variables, "command": command.decode(errors="replace")[:60]}
+    return (
+        f"{pid} ({variables.get('command', '?')}) of task {variables.get('SPA_TASK', '-')}, "
+        f"run {variables.get('SPA_RUN_ID', '-')}"
+    )
+
+
 def task_left(task: sqlite3.Row, live_groups: dict[int, list[int]]) -> bool:
     """A process of this task still runs (its group, unless its pid now leads another)."""
     pid, recorded = task["pid"], task["pid_identity"]
@@ -54,6 +84,7 @@ def check(conn: sqlite3.Connection, home: Path, stopping: set[int]) -> list[str]
     return [
         *one_runner_each(runs, set(runners_of(home))),
         *tasks_as_shown(runs, tasks),
+        *nothing_outlives_its_run(runs, home_processes(home)),
         *stops_kept(runs, stopping),
     ]
 
@@ -89,6 +120,24 @@ def tasks_as_shown(runs: dict[int, sqlite3.Row], tasks: dict[int, list[sqlite3.R
                 breaches.append(f"{where} is shown {task['status']} but its process is gone")
             if finished and task_left(task, live_groups):
                 breaches.append(f"{where} has a process alive after its run ended")
+    return breaches
+
+
+def nothing_outlives_its_run(
+    runs: dict[int, sqlite3.Row], processes: dict[int, dict[str, str]]
+) -> list[str]:
+    """No process a run's tasks started (found by its environment, recorded or not: a runner
+    killed before it wrote a task's pid, a child that left its task's group) is alive once the
+    run ended, was superseded or deleted."""
+    breaches = []
+    newest = max(runs, default=0)  # a run made since the snapshot is not judged by it
+    for pid, variables in processes.items():
+        text = variables.get("SPA_RUN_ID", "")
+        run_id = int(text) if text.isdigit() else None
+        if run_id is None or run_id > newest:
+            continue
+        if run_id not in runs or runs[run_id]["finished"] != 0:  # (retention deletes old runs)
+            breaches.append(f"process {describe(pid, variables)} outlives its run")
     return breaches
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from spad import faults
+from spad import faults, procs
 from spad.cli.client import ServerError, Unreachable
 from tests import storage
 from tests.chaos import invariants
@@ -157,19 +157,33 @@ class Chaos:
     def power_loss(self, rng: random.Random) -> None:
         self.act(rng)
         time.sleep(rng.uniform(0, 0.5))  # the fault strikes at a random moment
-        everything = self.processes()
-        for pid in everything:  # frozen first, so none sees another die
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGSTOP)
-        for pid in everything:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        self.server.kill_everything()
+        self.power_cut()
         self.start()
 
+    def power_cut(self) -> None:
+        """Every process of the home dies at once, as the machine's power goes: all frozen
+        first (none sees another die, none starts another unseen), then all killed."""
+        frozen: set[int] = set()
+        while fresh := set(self.processes()) - frozen:  # a runner may fork until it is frozen
+            for pid in fresh:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+            frozen |= fresh
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.server.kill_everything()  # (reaps the server, waits for what the store names)
+        wait_for(lambda: not self.processes(), timeout=10, what="the power cut to end all")
+
     def processes(self) -> list[int]:
-        found = set(self.server.processes()) | set(runners_of(self.home))
+        """The server, its fork server, the runners, and every process of a task, recorded or
+        not: the members of the runners' sessions and of the tasks' groups, and whatever was
+        started with this home's SPA_HOME (the tasks of a runner that died before)."""
+        runners = set(runners_of(self.home))
+        found = set(self.server.processes()) | runners | set(invariants.home_processes(self.home))
         found.update(procs_with(f"spad.runner.forkserver {self.home} "))
+        for members in procs.session_members(runners).values():
+            found.update(members)
         groups = invariants.groups()
         for pid in list(found):
             found.update(groups.get(pid, []))
@@ -193,6 +207,37 @@ class Chaos:
             self.young_kills[workflow] += 1
         if max(self.young_kills.values(), default=0) >= 3:
             self.restart()  # beyond this the crash-loop back-off outlasts a cycle
+
+    def record_window(self, rng: random.Random) -> None:
+        """A runner killed between starting a task and recording it (its pid never written):
+        what the task started must end all the same."""
+        self.kill_server()
+        self.start(SPAD_TEST_RECORD_DELAY="2")
+        workflow = rng.choice(ENDLESS + BRIEF)
+        reply = self.call("run", workflow=workflow)
+        if isinstance(reply, dict):
+            run_id = str(reply["run_id"])
+            with contextlib.suppress(AssertionError):  # (brief's tasks may all have ended)
+                wait_for(lambda: self.task_with_a_child(run_id), timeout=5)
+            runner = self.runner_of(int(reply["run_id"]))
+            if runner in runners_of(self.home):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(runner, signal.SIGKILL)
+        self.restart()  # runners started from now on record at once again
+
+    def task_with_a_child(self, run_id: str) -> bool:
+        """A task process of ``run_id`` has started a process of its own."""
+        mine = {
+            pid
+            for pid, variables in invariants.home_processes(self.home).items()
+            if variables.get("SPA_RUN_ID") == run_id
+        }
+        return any(procs.children(pid) for pid in mine)
+
+    def runner_of(self, run_id: int) -> int:
+        with contextlib.closing(self.server.db()) as conn:
+            row = conn.execute("SELECT runner_pid FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return int(row[0] or 0) if row else 0
 
     def locked_db(self, rng: random.Random) -> None:
         with storage.locked(self.home / "spa.db"):
@@ -278,18 +323,52 @@ class Chaos:
             "breaches": 0,
         }
 
-    def close(self) -> None:
+    def close(self) -> list[str]:
+        """Ends every process of the home, as a power cut; returns what was still there after
+        it (and is killed now): a process of the home must not escape that."""
         for server in self.servers:  # all but the last are dead already: no scan each
             if server.process is not None and server.process.poll() is None:
                 server.process.kill()
                 server.process.wait()
-        self.server.kill_everything()
-        for pid in self.processes():
+        with contextlib.suppress(AssertionError):  # what is left is said below
+            self.power_cut()
+        left: list[str] = []
+
+        def gone() -> bool:
+            left[:] = self.left_behind()
+            return not left
+
+        with contextlib.suppress(AssertionError):
+            wait_for(gone, timeout=10, what="no process of the home")
+        for pid in [*invariants.home_processes(self.home), *self.processes()]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        return left
+
+    def left_behind(self) -> list[str]:
+        """Processes of the home, seen by their environment and command line only."""
+        found = [
+            invariants.describe(pid, variables)
+            for pid, variables in invariants.home_processes(self.home).items()
+        ]
+        found += [f"{pid} (runner)" for pid in runners_of(self.home)]
+        found += [
+            f"{pid} (fork server)"
+            for pid in procs_with(f"spad.runner.forkserver {self.home} ")
+            if pid not in runners_of(self.home)
+        ]
+        return found
 
 
-KINDS = ("server_kill", "stop_window", "spawn_window", "power_loss", "runner_kill", "locked_db")
+KINDS = (
+    "server_kill",
+    "stop_window",
+    "spawn_window",
+    "record_window",
+    "power_loss",
+    "runner_kill",
+    "locked_db",
+)
 
 
 @pytest.fixture
@@ -333,7 +412,8 @@ def test_chaos(
     try:
         summary = run_cycles(chaos, chaos_seed, request.config.getoption("--cycles"), report)
     finally:
-        chaos.close()
+        left = chaos.close()
+    assert not left, f"processes of the home outlived the suite: {'; '.join(left)}"
     assert summary["cycles"] == request.config.getoption("--cycles")
 
 
@@ -353,5 +433,6 @@ def test_chaos_on_a_disk_that_fills_up(
         try:
             summary = run_cycles(chaos, chaos_seed, cycles, report)
         finally:
-            chaos.close()
+            left = chaos.close()
+    assert not left, f"processes of the home outlived the suite: {'; '.join(left)}"
     assert summary["cycles"] == cycles

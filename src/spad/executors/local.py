@@ -15,6 +15,7 @@ import ctypes
 import functools
 import os
 import signal
+import time
 
 from spad import faults, procs
 from spad.executors import children
@@ -140,6 +141,8 @@ class LocalExecutor(Executor):
         os.set_blocking(read_end, False)
         process = LocalProcess(pid, read_end, popen)
         self._running[pid] = process
+        if faults.RECORD_DELAY:
+            time.sleep(faults.RECORD_DELAY)
         return process
 
     def _popen(self, launch: Launch, output: int) -> Any:

@@ -25,7 +25,7 @@ from spad.executors import slurm_config
 from spad.executors.base import Executor
 from spad.home import Home
 from spad.retention import Policy
-from spad.server import slurm_reclaim
+from spad.server import leftovers, slurm_reclaim
 from spad.server.pidwatch import PidWatch
 from spad.server.runner_start import RunnerStarter
 from spad.store import definitions as defs
@@ -60,6 +60,8 @@ class Runners:
         self, home: Home, conn: sqlite3.Connection, url: str, policy: Policy | None = None
     ) -> None:
         self.home = home
+        #: SPA_HOME as the runner gives it to its tasks.
+        self._tasks_home = os.path.abspath(home.root)
         self.conn = conn
         self.url = url
         self.policy = policy or Policy()
@@ -76,6 +78,8 @@ class Runners:
             home.root, home.logs / home_layout.RUNNERS_LOG, use_forkserver=not faults.NO_FORKSERVER
         )
         self._executors: dict[str, Executor] = {}  # loaded when a dead runner left something
+        #: Dead runners (pid, identity) whose sessions ``recover`` ended in one pass for all.
+        self._sessions_ended: set[tuple[int, str | None]] = set()
 
     # -- run and stop ------------------------------------------------------------------------
 
@@ -205,6 +209,8 @@ class Runners:
             log.exception("could not handle the end of run %s", run_id)
 
     def _after_runner(self, run_id: int, code: int | None) -> None:
+        # First, with a read only: a store that refuses writes must not keep leftovers running.
+        self._end_session(runs.get(self.conn, run_id))
         with transaction(self.conn):
             run = runs.get(self.conn, run_id)
             if run is None:
@@ -250,6 +256,19 @@ class Runners:
             log.exception("could not start %s/%s again after its stop", *names)
             return
         log.info("%s/%s restarted as run %s", names[0], names[1], run_id)
+
+    def _end_session(self, run: sqlite3.Row | None) -> None:
+        """When the run is unfinished and its runner dead: end what the runner left in its
+        session, the tasks it had no time to record included (:mod:`spad.server.leftovers`)."""
+        if run is None or run["finished"]:
+            return
+        runner = (run["runner_pid"], run["runner_identity"])
+        if runner in self._sessions_ended:
+            self._sessions_ended.discard(runner)
+            return
+        _say_killed(
+            f"the runner of run {run['id']}", leftovers.end_sessions(self._tasks_home, [runner])
+        )
 
     def _sweep(self, run_id: int) -> None:
         """Have each executor end what a dead runner's tasks left; record them as killed. A task
@@ -372,7 +391,16 @@ class Runners:
 
     def recover(self) -> None:
         """At start: adopt live runners, resume the unfinished runs whose runner is gone."""
-        for run in runs.unfinished(self.conn):
+        unfinished = runs.unfinished(self.conn)
+        dead = [
+            (run["runner_pid"], run["runner_identity"])
+            for run in unfinished
+            if not procs.is_alive(run["runner_pid"], run["runner_identity"])
+        ]
+        # One pass over /proc for every dead runner, not one each (a power cut leaves many).
+        _say_killed("runners found dead at start", leftovers.end_sessions(self._tasks_home, dead))
+        self._sessions_ended.update(dead)
+        for run in unfinished:
             if procs.is_alive(run["runner_pid"], run["runner_identity"]):
                 self._adopt(run)
             else:
@@ -427,6 +455,16 @@ class Runners:
             handle.cancel()
         for reclaiming in self._reclaims.values():
             reclaiming.cancel()  # taken up again at the next start (unsettled_slurm_runs)
+
+
+def _say_killed(whose: str, killed: list[int]) -> None:
+    if killed:
+        log.warning(
+            "%s left %d processes behind: killed them (%s)",
+            whose,
+            len(killed),
+            " ".join(map(str, killed)),
+        )
 
 
 def _signal_stop(runner_pid: int, forced: bool) -> None:
