@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     gone = subprocess.Popen(["true"])
     gone.wait()  # a pid of this boot with no process: what a dead runner leaves
-    dead = [(gone.pid, f"{procs.BOOT_ID}:1")] * args.runners
+    dead: list[tuple[int, str | None]] = [(gone.pid, f"{procs.BOOT_ID}:1")] * args.runners
     count = sum(name.isdigit() for name in os.listdir("/proc"))
     floor = best_ms(bare_pass)
     one = best_ms(lambda: leftovers.end_sessions("/nowhere", dead[:1]))
