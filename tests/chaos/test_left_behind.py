@@ -60,9 +60,10 @@ def none_left(home: Path, run_id: int) -> None:
         raise AssertionError(f"run {run_id} left processes behind: {named}") from None
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def cleanup(home: Path) -> Iterator[None]:
-    """What a failing test left (the processes the server did not end) ends here."""
+    """What a failing test left (the processes the server did not end) ends here, after the
+    servers' own clean-up (set up first, so torn down last)."""
     yield
     for pid in home_processes(home):
         with contextlib.suppress(ProcessLookupError):
@@ -70,7 +71,7 @@ def cleanup(home: Path) -> Iterator[None]:
 
 
 def test_a_task_its_runner_had_no_time_to_record_ends_with_what_it_started(
-    make_server: Callable[..., Server], cleanup: None
+    make_server: Callable[..., Server],
 ) -> None:
     server = make_server(SPAD_TEST_RECORD_DELAY="30").start()
     server.define("w", task("t", "simple", "3600"))
@@ -83,9 +84,7 @@ def test_a_task_its_runner_had_no_time_to_record_ends_with_what_it_started(
     wait_for(lambda: server.status("w")["run_id"] != run_id, what="the workflow to resume")
 
 
-def test_a_child_that_left_its_tasks_group_ends_when_the_runner_is_killed(
-    server: Server, cleanup: None
-) -> None:
+def test_a_child_that_left_its_tasks_group_ends_when_the_runner_is_killed(server: Server) -> None:
     server.script("own-group", OWN_GROUP)
     server.define("w", task("t", "own-group"))
     run_id = server.call("run", workflow="w")["run_id"]
@@ -98,7 +97,7 @@ def test_a_child_that_left_its_tasks_group_ends_when_the_runner_is_killed(
 
 
 def test_what_a_runner_left_while_no_server_ran_ends_at_the_next_start(
-    make_server: Callable[..., Server], cleanup: None
+    make_server: Callable[..., Server],
 ) -> None:
     before = make_server().start()
     before.script("own-group", OWN_GROUP)
