@@ -4,8 +4,10 @@ the invariants of :mod:`tests.chaos.invariants` checked after every cycle.
 Each cycle draws its fault and its moments from its own seed; a breach fails the suite naming
 that seed, and ``--chaos-seed SEED --cycles 1`` plays the cycle again on a fresh home. Faults:
 the server killed at a random moment and in the windows of ``SPAD_TEST_CRASH_AT``; a power
-loss (everything of the home frozen with SIGSTOP, then SIGKILLed); runners killed; spa.db
-locked by another process; and, where the tests run as root, a full disk (a small tmpfs).
+loss (everything of the home frozen with SIGSTOP, then SIGKILLed); runners killed, also between
+starting a task and recording it (``SPAD_TEST_RECORD_DELAY``); spa.db locked by another process;
+and, where the tests run as root, a full disk (a small tmpfs). The suite ends with a power cut
+and fails if any process of the home is left after it.
 """
 
 from __future__ import annotations
