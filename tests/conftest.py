@@ -65,6 +65,25 @@ def procs_with(text: str) -> list[int]:
     return found
 
 
+def home_processes(home: Path) -> dict[int, dict[str, str]]:
+    """Live processes started with ``SPA_HOME`` = ``home`` (tasks and all they started, hooks,
+    the alarm watcher), whatever the store recorded: pid -> their ``SPA_*`` variables."""
+    found: dict[int, dict[str, str]] = {}
+    wanted = f"SPA_HOME={home}".encode()
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            environ = Path(f"/proc/{name}/environ").read_bytes().split(b"\0")
+            if wanted in environ and procs.identity(int(name)) is not None:  # (not a zombie)
+                found[int(name)] = dict(
+                    item.decode(errors="replace").split("=", 1)
+                    for item in environ
+                    if item.startswith(b"SPA_") and b"=" in item
+                )
+    return found
+
+
 def runners_of(home: Path) -> dict[int, int | None]:
     """Live runners of ``home``: pid -> its run id when its command line says it (started as
     ``python -m spad.runner HOME RUN_ID``), None when forked by the fork server (whose command
@@ -230,11 +249,13 @@ class Server:
         wait_for(lambda: not self.processes(), timeout=10, what="every process of the home to end")
 
     def processes(self) -> list[int]:
-        """Live processes that belong to this home: runners, the tasks they recorded, and
-        the alarm watcher."""
-        found = set(procs_with(f"spad.alarms.watcher {self.home}"))
+        """Live processes that belong to this home: runners, the tasks they recorded, every
+        process started with this home's ``SPA_HOME``, and the alarm watcher."""
+        found = set(procs_with(f"spad.alarms.watcher {self.home}")) | set(
+            home_processes(self.home)  # what the store may not have recorded (a task's child)
+        )
         if not (self.home / "spa.db").exists():
-            return []
+            return sorted(found)
         with contextlib.closing(self.db()) as conn:
             for row in conn.execute("SELECT runner_pid, runner_identity FROM runs"):
                 if procs.is_alive(row[0], row[1]):

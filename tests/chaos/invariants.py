@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from spad import procs
-from tests.conftest import runners_of
+from tests.conftest import home_processes, runners_of
 
 #: Task statuses that claim a live process.
 SHOWN_LIVE = ("running", "stopping", "waiting")
@@ -31,25 +31,6 @@ def groups() -> dict[int, list[int]]:
             if fields[0] != "Z":
                 members[int(fields[2])].append(int(name))
     return members
-
-
-def home_processes(home: Path) -> dict[int, dict[str, str]]:
-    """Live processes started with ``SPA_HOME`` = ``home`` (tasks and all they started, hooks,
-    the alarm watcher), whatever the store recorded: pid -> their ``SPA_*`` variables."""
-    found: dict[int, dict[str, str]] = {}
-    wanted = f"SPA_HOME={home}".encode()
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            environ = Path(f"/proc/{name}/environ").read_bytes().split(b"\0")
-            if wanted in environ and procs.identity(int(name)) is not None:  # (not a zombie)
-                found[int(name)] = dict(
-                    item.decode(errors="replace").split("=", 1)
-                    for item in environ
-                    if item.startswith(b"SPA_") and b"=" in item
-                )
-    return found
 
 
 def describe(pid: int, variables: dict[str, str]) -> str:

@@ -28,7 +28,7 @@ from spad import faults, procs
 from spad.cli.client import ServerError, Unreachable
 from tests import storage
 from tests.chaos import invariants
-from tests.conftest import Server, procs_with, runners_of, task, tree, wait_for
+from tests.conftest import Server, home_processes, procs_with, runners_of, task, tree, wait_for
 
 #: Workflows that never end by themselves (the only ones stopped: a stop never races an end).
 ENDLESS = ("steady", "stubborn")
@@ -182,7 +182,7 @@ class Chaos:
         not: the members of the runners' sessions and of the tasks' groups, and whatever was
         started with this home's SPA_HOME (the tasks of a runner that died before)."""
         runners = set(runners_of(self.home))
-        found = set(self.server.processes()) | runners | set(invariants.home_processes(self.home))
+        found = set(self.server.processes()) | runners | set(home_processes(self.home))
         found.update(procs_with(f"spad.runner.forkserver {self.home} "))
         for members in procs.session_members(runners).values():
             found.update(members)
@@ -231,7 +231,7 @@ class Chaos:
         """A task process of ``run_id`` has started a process of its own."""
         mine = {
             pid
-            for pid, variables in invariants.home_processes(self.home).items()
+            for pid, variables in home_processes(self.home).items()
             if variables.get("SPA_RUN_ID") == run_id
         }
         return any(procs.children(pid) for pid in mine)
@@ -342,7 +342,7 @@ class Chaos:
 
         with contextlib.suppress(AssertionError):
             wait_for(gone, timeout=10, what="no process of the home")
-        for pid in [*invariants.home_processes(self.home), *self.processes()]:
+        for pid in [*home_processes(self.home), *self.processes()]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         return left
@@ -351,7 +351,7 @@ class Chaos:
         """Processes of the home, seen by their environment and command line only."""
         found = [
             invariants.describe(pid, variables)
-            for pid, variables in invariants.home_processes(self.home).items()
+            for pid, variables in home_processes(self.home).items()
         ]
         found += [f"{pid} (runner)" for pid in runners_of(self.home)]
         found += [

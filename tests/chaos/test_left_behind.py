@@ -15,8 +15,8 @@ import pytest
 
 from spad import procs
 from spad.server import leftovers
-from tests.chaos.invariants import describe, home_processes
-from tests.conftest import Server, task, wait_for
+from tests.chaos.invariants import describe
+from tests.conftest import Server, home_processes, task, wait_for
 
 #: A task whose child leaves the task's process group (bash job control), not its session.
 OWN_GROUP = "set -m\nsleep 3600 &\nwait\n"

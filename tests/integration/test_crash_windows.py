@@ -54,8 +54,9 @@ def test_a_runner_slow_to_start_refuses_the_run_superseded_meanwhile(
     ).start()
     before.define("w", task("t", "simple", "60"))
     crashes(before, "run", workflow="w")
-    stale = list(runners_of(home))
-    assert len(stale) == 1, "the runner of run 1 was started before the crash"
+    # Forked, it takes its name a moment after the fork server answered (and the server died).
+    stale = wait_for(lambda: list(runners_of(home)), what="the runner started before the crash")
+    assert len(stale) == 1, "one runner of run 1"
 
     after = make_server().start()
     state = wait_for(

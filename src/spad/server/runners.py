@@ -183,7 +183,8 @@ class Runners:
         faults.crash_point(faults.RUNNER_SPAWNED)
         identity = procs.identity(pid)
         try:
-            runs.set_runner(self.conn, run_id, pid, identity)
+            if not runs.set_runner(self.conn, run_id, pid, identity):
+                log.warning("run %s has another runner already: runner %s leaves it", run_id, pid)
         except sqlite3.OperationalError as exc:
             # The runner records itself when it claims the run; we watch it all the same.
             log.warning("could not record the runner of run %s: %s", run_id, exc)

@@ -168,12 +168,17 @@ def task(conn: sqlite3.Connection, run_id: int, name: str) -> Row | None:
 # -- named writes: a status only through :mod:`spad.transitions` -------------------------------
 
 
-def set_runner(conn: sqlite3.Connection, run_id: int, pid: int, identity: str | None) -> None:
-    """The process carrying out the run (its identity: see :mod:`spad.procs`)."""
-    conn.execute(
-        "UPDATE runs SET runner_pid = ?, runner_identity = ? WHERE id = ?",
-        (pid, identity, run_id),
+def set_runner(conn: sqlite3.Connection, run_id: int, pid: int, identity: str | None) -> bool:
+    """The process the server started for the run (its identity: see :mod:`spad.procs`),
+    unless another runner claimed the run first: a fork server that answered too late may
+    have forked one after the server started another, and the run has one runner, the first
+    (the other's :func:`claim` then fails and it leaves). False: not recorded."""
+    cursor = conn.execute(
+        "UPDATE runs SET runner_pid = ?, runner_identity = ?"
+        " WHERE id = ? AND (runner_pid IS NULL OR runner_pid = ?)",
+        (pid, identity, run_id, pid),
     )
+    return cursor.rowcount > 0
 
 
 def request_stop(conn: sqlite3.Connection, run_id: int, mode: str) -> None:
