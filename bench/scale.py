@@ -136,17 +136,22 @@ def _comm(pid: int) -> str:
         return ""
 
 
+def call_each(spad: Spad, method: str, names: list[str], batch: int) -> None:
+    """``method`` for each workflow: one request each, or JSON-RPC batches of ``batch``."""
+    if batch:
+        for i in range(0, len(names), batch):
+            spad.batch(method, [{"project": "bench", "workflow": n} for n in names[i : i + batch]])
+    else:
+        for name in names:
+            spad.call(method, project="bench", workflow=name)
+
+
 def start_all(spad: Spad, names: list[str], batch: int) -> float:
     """Seconds from the first ``run`` until every task runs: one call per workflow, or
     JSON-RPC batches of ``batch`` calls (the way a script starting them all would)."""
     expected = len(names) * TASKS_PER_WORKFLOW
     started = time.perf_counter()
-    if batch:
-        for i in range(0, len(names), batch):
-            spad.batch("run", [{"project": "bench", "workflow": n} for n in names[i : i + batch]])
-    else:
-        for name in names:
-            spad.call("run", project="bench", workflow=name)
+    call_each(spad, "run", names, batch)
     wait_until(lambda: running_tasks(spad) == expected, timeout=600, step=0.05)
     return time.perf_counter() - started
 
@@ -158,12 +163,7 @@ def stop_all(spad: Spad, names: list[str], batch: int) -> float:
             "SELECT pid, pid_identity FROM run_tasks WHERE pid IS NOT NULL AND ended_at IS NULL"
         ).fetchall()
     started = time.perf_counter()
-    if batch:
-        for i in range(0, len(names), batch):
-            spad.batch("stop", [{"project": "bench", "workflow": n} for n in names[i : i + batch]])
-    else:
-        for name in names:
-            spad.call("stop", project="bench", workflow=name)
+    call_each(spad, "stop", names, batch)
     wait_until(
         lambda: not any(procs.is_alive(pid, ident) for pid, ident in tasks),
         timeout=600,

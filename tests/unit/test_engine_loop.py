@@ -52,6 +52,21 @@ class QuietInbox:
         os.close(self._write)
 
 
+def run_loop(setup: EngineRun, loop: Loop, executor: FakeExecutor, store: RunnerStore) -> None:
+    """The runner's loop over ``setup``'s run until it ends, on the runner's own kind of
+    store, with ``executor`` for every task."""
+    engine = Engine(
+        store.conn, str(setup.home), setup.engine.info, lambda _: executor, loop.timers,
+        loop.watch, loop.unwatch,
+    )  # fmt: skip
+    inbox = QuietInbox()
+    try:
+        loop.run(engine, cast(Any, inbox), store)
+    finally:
+        inbox.close()
+        store.close()
+
+
 @pytest.mark.timeout(20)
 def test_the_loop_polls_an_executor_that_asks_for_an_interval(
     conn: sqlite3.Connection, tmp_path: Path
@@ -60,22 +75,7 @@ def test_the_loop_polls_an_executor_that_asks_for_an_interval(
     loop, executor = Loop(), PolledFake()
     executor.script("a", Script(runs=0.05))
     executor.script("b", Script(runs=0.05))
-    store = RunnerStore(str(tmp_path / "spa.db"))  # the runner's own way to the store
-    engine = Engine(
-        store.conn,
-        str(setup.home),
-        setup.engine.info,
-        lambda _name: executor,
-        loop.timers,
-        loop.watch,
-        loop.unwatch,
-    )
-    inbox = QuietInbox()
-    try:
-        loop.run(engine, cast(Any, inbox), store)
-    finally:
-        inbox.close()
-        store.close()
+    run_loop(setup, loop, executor, RunnerStore(str(tmp_path / "spa.db")))
     assert setup.run()["status"] == states.SUCCESS
     assert setup.statuses() == {"a": states.SUCCESS, "b": states.SUCCESS}
     assert executor.polls >= 3  # woken by its interval: nothing else would have woken the loop
@@ -106,17 +106,7 @@ def test_an_executor_handed_the_loop_wakes_it_itself(
     setup = EngineRun(conn, tmp_path / "home", task("a"))
     loop, executor = Loop(), SelfWakingFake()
     executor.script("a", Script(runs=0.05))
-    store = RunnerStore(str(tmp_path / "spa.db"))
-    engine = Engine(
-        store.conn, str(setup.home), setup.engine.info, lambda _: executor, loop.timers, loop.watch,
-        loop.unwatch,
-    )  # fmt: skip
-    inbox = QuietInbox()
-    try:
-        loop.run(engine, cast(Any, inbox), store)
-    finally:
-        inbox.close()
-        store.close()
+    run_loop(setup, loop, executor, RunnerStore(str(tmp_path / "spa.db")))
     assert executor.loop is loop and setup.run()["status"] == states.SUCCESS
 
 
@@ -147,15 +137,6 @@ def test_an_idle_loop_closes_the_store_and_opens_it_again_for_the_next_turn(
     executor.script("a", Script(runs=idle * 3))  # the loop idles until a ends: it closes
     executor.script("b", Script(runs=idle / 10))  # a's end is followed at once: no close
     store = CountingStore(str(tmp_path / "spa.db"))
-    engine = Engine(
-        store.conn, str(setup.home), setup.engine.info, lambda _: executor, loop.timers,
-        loop.watch, loop.unwatch,
-    )  # fmt: skip
-    inbox = QuietInbox()
-    try:
-        loop.run(engine, cast(Any, inbox), store)
-    finally:
-        inbox.close()
-        store.close()
+    run_loop(setup, loop, executor, store)
     assert setup.statuses() == {"a": states.SUCCESS, "b": states.SUCCESS}
     assert (store.opened, store.closed) == (2, 2)  # closed while a ran, and at the end
