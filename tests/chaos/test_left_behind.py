@@ -119,16 +119,19 @@ def test_what_a_runner_left_while_no_server_ran_ends_at_the_next_start(
 def test_a_dead_sessions_processes_of_another_home_are_left_alone(tmp_path: Path) -> None:
     """A session id seen again after its pid was reused by someone else's session: only the
     processes started with this home's SPA_HOME are ended."""
-    leader = subprocess.Popen(
-        ["bash", "-c", "sleep 3600 & echo $!"],
+    leader = subprocess.Popen(  # it leaves when its input closes: its identity is read first
+        ["bash", "-c", "sleep 3600 & echo $!; read -r _"],
         env={**os.environ, "SPA_HOME": str(tmp_path / "other")},
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         start_new_session=True,
     )
-    assert leader.stdout is not None
+    assert leader.stdin is not None and leader.stdout is not None
     with leader.stdout:  # (the orphan holds its write end: read the line, not to the end)
         orphan = int(leader.stdout.readline())
     identity = procs.identity(leader.pid)
+    assert identity is not None
+    leader.stdin.close()
     leader.wait()
     try:
         assert procs.session_members({leader.pid}) == {leader.pid: [orphan]}
