@@ -134,7 +134,7 @@ def test_an_idle_loop_closes_the_store_and_opens_it_again_for_the_next_turn(
     setup = EngineRun(conn, tmp_path / "home", task("a"), task("b"))
     loop, executor = Loop(), SelfWakingFake()
     idle = RunnerStore.IDLE_CLOSE
-    executor.script("a", Script(runs=idle * 3))  # the loop idles until a ends: it closes
+    executor.script("a", Script(runs=idle * 5))  # the loop idles until a ends: it closes
     executor.script("b", Script(runs=idle / 10))  # a's end is followed at once: no close
     store = CountingStore(str(tmp_path / "spa.db"))
     run_loop(setup, loop, executor, store)
