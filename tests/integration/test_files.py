@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from spad.cli.client import ServerError
-from tests.conftest import Server, task
+from tests.conftest import Server, task, wait_for
 
 
 def raw(
@@ -125,16 +125,19 @@ def test_the_size_limit_refuses_and_writes_nothing(
 
 def test_replacing_a_binary_in_use_does_not_break_its_task(server: Server, tmp_path: Path) -> None:
     old = tmp_path / "old"
-    old.write_text("#!/usr/bin/env bash\nsleep 1\necho old version ends well\n")
+    old.write_text("#!/usr/bin/env bash\necho started\nsleep 1\necho old version ends well\n")
     new = tmp_path / "new"
     new.write_text("#!/usr/bin/env bash\necho new version\n")
     server.client().put_file(old, "bin/tool", executable=True)
     server.define("w", task("t", "tool"))
     server.call("run", workflow="w")
+    # Running, bash may not have opened the script yet (env looks for bash first): once it
+    # has said so, it reads the old file to its end whatever replaces the name.
     server.wait_task("w", "t", "running")
+    wait_for(lambda: server.call("logs", workflow="w", task="t"), what="the old version to start")
     server.client().put_file(new, "bin/tool", executable=True)
     server.wait_status("w", "success0")
-    assert server.call("logs", workflow="w", task="t") == "old version ends well\n"
+    assert server.call("logs", workflow="w", task="t") == "started\nold version ends well\n"
     server.call("run", workflow="w")
     server.wait_status("w", "success0")
     assert server.call("logs", workflow="w", task="t") == "new version\n"
