@@ -59,27 +59,30 @@ def is_alive(pid: int | None, expected: str | None) -> bool:
     return bool(pid) and expected is not None and identity(pid or 0) == expected
 
 
+#: Fields of /proc/PID/stat after the command name: the process group's id, the session's.
+_PGRP, _SESSION = 2, 3
+
+
 def group_members(pgid: int) -> list[int]:
     """Live processes whose process group is ``pgid``."""
-    members = []
-    for name in os.listdir(_PROC):
-        if name.isdigit():
-            fields = _stat_fields(int(name))
-            if fields and fields[0] != "Z" and int(fields[2]) == pgid:
-                members.append(int(name))
-    return members
+    return _members(_PGRP, {pgid}).get(pgid, [])
 
 
 def session_members(sids: set[int]) -> dict[int, list[int]]:
     """Live processes (zombies aside) of the sessions ``sids``, from one pass over /proc."""
+    return _members(_SESSION, sids)
+
+
+def _members(field: int, ids: set[int]) -> dict[int, list[int]]:
+    """Live processes whose stat ``field`` is one of ``ids``, by that id: one pass over /proc."""
     members: dict[int, list[int]] = {}
-    if not sids:
+    if not ids:
         return members
     for name in os.listdir(_PROC):
         if name.isdigit():
             fields = _stat_fields(int(name))
-            if fields and fields[0] != "Z" and int(fields[3]) in sids:
-                members.setdefault(int(fields[3]), []).append(int(name))
+            if fields and fields[0] != "Z" and int(fields[field]) in ids:
+                members.setdefault(int(fields[field]), []).append(int(name))
     return members
 
 

@@ -8,13 +8,13 @@ import types
 
 import pytest
 
-from spad.server import freed
+from spad import freed
 
 #: Fills the heap with blocks (malloc'd: above pymalloc's 512 bytes), frees nine in ten (the
 #: tenth kept: holes in the middle of the heap, which free() alone never returns), then prints
 #: the process's resident heap before and after give_back().
 PINNED_HEAP = """
-from spad.server import freed
+from spad import freed
 
 def heap_kib():
     size, inside = 0, False

@@ -32,6 +32,11 @@ class ServerError(Exception):
         self.message = message
         self.data = data
 
+    @classmethod
+    def of(cls, error: dict[str, Any]) -> ServerError:
+        """The error of a JSON-RPC reply's ``error`` member."""
+        return cls(error.get("code", 0), error.get("message", "?"), error.get("data"))
+
 
 class Unreachable(Exception):
     """No server answered at the URL."""
@@ -141,8 +146,7 @@ class Client:
         }
         reply = self._post(json.dumps(body).encode())
         if "error" in reply:
-            error = reply["error"]
-            raise ServerError(error.get("code", 0), error.get("message", "?"), error.get("data"))
+            raise ServerError.of(reply["error"])
         return reply.get("result")
 
     def batch(self, method: str, each: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -155,8 +159,7 @@ class Client:
         ]
         replies: Any = self._post(json.dumps(body).encode())
         if isinstance(replies, dict):  # the batch itself was refused
-            error = replies.get("error", {})
-            raise ServerError(error.get("code", 0), error.get("message", "?"), error.get("data"))
+            raise ServerError.of(replies.get("error", {}))
         by_id = {reply.get("id"): reply for reply in replies}
         return [by_id[i] for i in ids]
 

@@ -23,10 +23,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import spad
+from spad import freed
 from spad.areas import DEFAULT_MAX_FILE
 from spad.errors import Forbidden, InternalError, InvalidRequest, MethodNotFound, Refused
 from spad.home import MIN_TOKEN, Home
-from spad.server import access, files, freed, rpc, stream, ui
+from spad.server import access, files, rpc, stream, ui
 from spad.server.feed import EventFeed
 from spad.server.hosts import HostCheck
 from spad.server.http import BodyTooLarge, Request

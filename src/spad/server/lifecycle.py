@@ -16,12 +16,12 @@ import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from spad import cgroups, provision
+from spad import cgroups, freed, provision
 from spad import home as homes
 from spad.areas import DEFAULT_MAX_FILE
 from spad.errors import HomeError
 from spad.retention import Policy
-from spad.server import freed, homelock
+from spad.server import homelock
 from spad.server.alarm_watcher import AlarmWatcher
 from spad.server.app import Api
 from spad.server.feed import EventFeed

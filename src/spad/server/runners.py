@@ -392,20 +392,19 @@ class Runners:
 
     def recover(self) -> None:
         """At start: adopt live runners, resume the unfinished runs whose runner is gone."""
-        unfinished = runs.unfinished(self.conn)
-        dead = [
-            (run["runner_pid"], run["runner_identity"])
-            for run in unfinished
-            if not procs.is_alive(run["runner_pid"], run["runner_identity"])
-        ]
+        live: list[sqlite3.Row] = []
+        gone: list[sqlite3.Row] = []
+        for run in runs.unfinished(self.conn):
+            alive = procs.is_alive(run["runner_pid"], run["runner_identity"])
+            (live if alive else gone).append(run)
+        dead = [(run["runner_pid"], run["runner_identity"]) for run in gone]
         # One pass over /proc for every dead runner, not one each (a power cut leaves many).
         _say_killed("runners found dead at start", leftovers.end_sessions(self._tasks_home, dead))
         self._sessions_ended.update(dead)
-        for run in unfinished:
-            if procs.is_alive(run["runner_pid"], run["runner_identity"]):
-                self._adopt(run)
-            else:
-                self._runner_gone(run["id"], None)
+        for run in live:
+            self._adopt(run)
+        for run in gone:
+            self._runner_gone(run["id"], None)
         for run_id in {t["run_id"] for t in runs.immortal_tasks(self.conn)}:
             self._watch_immortals(run_id)
         for run_id in runs.unsettled_slurm_runs(self.conn, tuple(states.TASK_ACTIVE)):

@@ -11,11 +11,11 @@ the server resumes as a new run once it can write. Standard library only.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 
+from spad import freed
 from spad.store.sqlite import FULL, connect_as, trouble
 
 TYPE_CHECKING = False  # typing itself is not imported on the runner's path
@@ -147,13 +147,7 @@ class RunnerStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-            _trim_heap()
-
-
-def _trim_heap() -> None:
-    """glibc keeps freed memory for later; an idle runner has no later to keep it for."""
-    with contextlib.suppress(AttributeError, OSError):
-        ctypes.CDLL(None).malloc_trim(0)
+            freed.give_back()  # an idle runner has no later to keep freed memory for
 
 
 def patiently(write: Callable[[], T]) -> T:
