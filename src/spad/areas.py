@@ -181,15 +181,12 @@ def listing(home: Home, remote: str) -> list[dict[str, object]]:
         entries = []
         for area in AREAS:
             root = str(getattr(home, area))
-            entries.append(_entry(area, os.stat(root), os.access(root, os.X_OK)))
+            entries.append(_entry(area, os.stat(root), False))  # a folder: never "executable"
         return entries
     place = locate(home, remote)
     if not place.name:  # the area itself
-        fd = os.open(place.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
+        with folder(place) as fd:
             return _children(fd, place.remote)
-        finally:
-            os.close(fd)
     with folder(place) as parent:
         info = entry_stat(parent, place.name)
         if info is None:

@@ -282,13 +282,6 @@ def _set_by_task(
     return runs.set_task_status_if(conn, run_id, task, status, current)
 
 
-def _started(
-    conn: sqlite3.Connection, run_id: int, task: str, status: str, current: str, **d: Any
-) -> bool:
-    # A job that set itself waiting first stays waiting.
-    return runs.task_started(conn, run_id, task, status)
-
-
 _TASK_WRITERS = {
     LAUNCH: _launched,
     START_FAILED: _not_started,
@@ -301,6 +294,6 @@ _TASK_WRITERS = {
     SET_WAITING: _set_by_task,
     SET_RUNNING: _set_by_task,
     SWEEP: _closed,
-    STARTED: _started,
+    STARTED: _set_by_task,  # from queued only: a job that set itself waiting stays so
     SETTLE: _ended,
 }

@@ -8,18 +8,17 @@ Between reads it waits ``poll_interval``, or less when a PostgreSQL source annou
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import select
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from spad import procs
 from spad.alarms import journal, logic
 from spad.alarms.config import AlarmsConfig, load
 from spad.alarms.levels import WARNING
@@ -149,8 +148,7 @@ class Watcher:
                         process.pid,
                         self.config.hook_timeout,
                     )
-                    with contextlib.suppress(ProcessLookupError):  # it may end meanwhile
-                        os.killpg(process.pid, signal.SIGKILL)  # its own session: all of it
+                    procs.kill_group(process.pid)  # its own session: all of it
                 alive.append((process, deadline))
         self._hooks = alive
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from spad.store import events
-from spad.store.sqlite import connect
+from spad.store.sqlite import connect_as
 
 log = logging.getLogger("spad.events")
 
@@ -69,7 +69,8 @@ Listener = Callable[[list[sqlite3.Row]], None]
 
 class EventFeed:
     def __init__(self, db: Path) -> None:
-        self.conn = connect(db)
+        # It only reads new events: a small page cache, and the journal mode the server set.
+        self.conn = connect_as(sqlite3.Connection, db, cache_kib=128, wal=False)
         self.last_id = events.newest_id(self.conn)
         self.subscribers: set[Subscriber] = set()
         self.listeners: list[Listener] = []

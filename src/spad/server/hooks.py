@@ -12,9 +12,9 @@ import contextlib
 import json
 import logging
 import os
-import signal
 import sqlite3
 
+from spad import procs
 from spad.home import Home
 
 log = logging.getLogger("spad.hooks")
@@ -73,8 +73,7 @@ class ChangeHook:
             await asyncio.wait_for(self._feed(process, payload), self.timeout)
         except TimeoutError:
             log.warning("on_change hook bin/%s ran over %g s: killed", self.name, self.timeout)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            procs.kill_group(process.pid)
             await process.wait()
 
     @staticmethod

@@ -16,6 +16,7 @@ import os
 import signal
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from spad import executors, faults, procs, retention, states, transitions
@@ -196,18 +197,30 @@ class Runners:
         try:
             self._after_runner(run_id, code)
         except sqlite3.OperationalError as exc:
-            if trouble(exc) is None:
-                log.exception("could not handle the end of run %s", run_id)
-                return
-            delay = min(2.0**tries, MAX_RETRY)
-            log.warning(
-                "could not handle the end of run %s (%s): trying again in %g s", run_id, exc, delay
-            )
-            self._retries[run_id] = asyncio.get_running_loop().call_later(
-                delay, self._runner_gone, run_id, code, tries + 1
-            )
+            self._again_later(
+                self._retries, run_id, f"handle the end of run {run_id}", exc, tries,
+                lambda again: self._runner_gone(run_id, code, again),
+            )  # fmt: skip
         except Exception:
             log.exception("could not handle the end of run %s", run_id)
+
+    @staticmethod
+    def _again_later(
+        handles: dict[int, asyncio.TimerHandle],
+        run_id: int,
+        what: str,
+        exc: sqlite3.OperationalError,
+        tries: int,
+        retry: Callable[[int], None],
+    ) -> None:
+        """The store refused ``what``: when it may take it later (locked, disk full), call
+        ``retry(tries + 1)`` after a delay that doubles with each try; else say so and stop."""
+        if trouble(exc) is None:
+            log.exception("could not %s", what)
+            return
+        delay = min(2.0**tries, MAX_RETRY)
+        log.warning("could not %s (%s): trying again in %g s", what, exc, delay)
+        handles[run_id] = asyncio.get_running_loop().call_later(delay, retry, tries + 1)
 
     def _after_runner(self, run_id: int, code: int | None) -> None:
         # First, with a read only: a store that refuses writes must not keep leftovers running.
@@ -327,16 +340,10 @@ class Runners:
         try:
             run_id = self._new_run_for(old_run_id)
         except sqlite3.OperationalError as exc:
-            if trouble(exc) is None:
-                log.exception("could not resume run %s", old_run_id)
-                return
-            delay = min(2.0**tries, MAX_RETRY)
-            log.warning(
-                "could not resume run %s (%s): trying again in %g s", old_run_id, exc, delay
-            )
-            self._pending[old_run_id] = asyncio.get_running_loop().call_later(
-                delay, self._resume, old_run_id, tries + 1
-            )
+            self._again_later(
+                self._pending, old_run_id, f"resume run {old_run_id}", exc, tries,
+                lambda again: self._resume(old_run_id, again),
+            )  # fmt: skip
             return
         except Exception:
             log.exception("could not resume run %s", old_run_id)

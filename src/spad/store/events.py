@@ -10,9 +10,7 @@ PAGE = 500
 
 def after(conn: sqlite3.Connection, last_id: int, limit: int = PAGE) -> list[sqlite3.Row]:
     """The events after ``last_id``, oldest first: rows of ``id``, ``kind``, ``data`` (JSON)."""
-    return conn.execute(
-        "SELECT id, kind, data FROM events WHERE id > ? ORDER BY id LIMIT ?", (last_id, limit)
-    ).fetchall()
+    return select(conn, after=last_id, limit=limit)
 
 
 def newest_id(conn: sqlite3.Connection) -> int:

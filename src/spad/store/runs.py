@@ -316,15 +316,6 @@ def set_task_job(conn: sqlite3.Connection, run_id: int, name: str, job: str | No
     conn.execute("UPDATE run_tasks SET job = ? WHERE run_id = ? AND name = ?", (job, run_id, name))
 
 
-def task_started(conn: sqlite3.Connection, run_id: int, name: str, status: str) -> bool:
-    """A queued job began to run; a task that already set itself ``waiting`` stays so."""
-    cursor = conn.execute(
-        "UPDATE run_tasks SET status = ? WHERE run_id = ? AND name = ? AND status = 'queued'",
-        (status, run_id, name),
-    )
-    return cursor.rowcount > 0
-
-
 def unsettled_slurm_runs(conn: sqlite3.Connection, active: tuple[str, ...]) -> list[int]:
     """Runs whose runner is gone (finished or resumed) with a Slurm task still in one of
     ``active``: a settling of their jobs was cut short."""
