@@ -1,11 +1,16 @@
-"""The runner's connection to spa.db: the writes of one loop turn commit together, and are
-kept until they did, so a store that refuses them for a while never ends the run.
+"""The runner's connection to spa.db: the writes of one loop turn are made together at its
+end, and made again until they commit, so a store that refuses them for a while never ends
+the run.
 
-The engine writes as it goes and never sees a refusal: a write that finds the store locked by
-another process, or its disk full, is kept, the turn's transaction is rolled back at its end,
-and the kept writes are made again in one ``BEGIN IMMEDIATE`` transaction. A lock is waited
-out (a runner waits rather than dies); a full disk ends the runner (:class:`StoreFull`), which
-the server resumes as a new run once it can write. Standard library only.
+The engine writes as it goes and never sees a write's result: inside a turn a write is only
+kept, and at the turn's end the kept writes are made in one ``BEGIN IMMEDIATE`` transaction.
+The write lock is so held for the writes alone, never while the engine works: with a
+thousand runners stopping at once, a lock held across each runner's turn (and across its
+being scheduled out on a busy machine) made every other writer, the server first, sleep in
+SQLite's busy wait. A lock is waited out (a runner waits rather than dies); a full disk ends
+the runner (:class:`StoreFull`), which the server resumes as a new run once it can write.
+Reads inside a turn see the store as it was before the turn's own writes. Standard library
+only.
 """
 
 from __future__ import annotations
@@ -30,69 +35,39 @@ class StoreFull(Exception):
 
 
 class TurnStore(sqlite3.Connection):
-    """A connection whose writes inside :meth:`turn` are kept until they commit."""
+    """A connection whose writes inside :meth:`turn` are kept and made at the turn's end."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._kept: list[tuple[str, Any]] | None = None
-        self._refusal: sqlite3.OperationalError | None = None
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
         if self._kept is None or sql.lstrip()[:6].upper() == "SELECT":
             return super().execute(sql, parameters)
         self._kept.append((sql, parameters))
-        if self._refusal is None:
-            try:
-                return super().execute(sql, parameters)
-            except sqlite3.OperationalError as exc:
-                if not trouble(exc):
-                    raise
-                self._refusal = exc
         return self.cursor()  # nothing the engine reads: it uses no write's result
 
     @contextlib.contextmanager
     def turn(self) -> Iterator[None]:
-        """One deferred transaction (the write lock only when something is written), made
-        again until it commits when the store refused it."""
-        self._kept, self._refusal = [], None
-        super().execute("BEGIN")
+        """The writes made inside, committed together when it ends (not if it raised)."""
+        kept: list[tuple[str, Any]] = []
+        self._kept = kept
         try:
             yield
-            if self._refusal is None:
-                self._commit_or_note()
-            if self._refusal is not None:
-                self._rollback()
-                self._write_again(self._kept)
-        except BaseException:
-            self._rollback()
-            raise
         finally:
-            self._kept, self._refusal = None, None
+            self._kept = None
+        if kept:
+            self._write(kept)
 
-    def _commit_or_note(self) -> None:
-        try:
-            super().execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            if not trouble(exc):
-                raise
-            self._refusal = exc
-
-    def _rollback(self) -> None:
-        if self.in_transaction:  # a full disk may have rolled it back already
-            super().execute("ROLLBACK")
-
-    def _write_again(self, kept: list[tuple[str, Any]]) -> None:
+    def _write(self, kept: list[tuple[str, Any]]) -> None:
         """Until the kept writes commit: each try waits up to the busy timeout for the lock."""
-        self._kept = None
-        refusal = self._refusal
         said = False
-        while refusal is not None:
+        while (refusal := self._try_once(kept)) is not None:
             if trouble(refusal) == FULL:
                 raise StoreFull(str(refusal))
             if not said:
                 say(f"spa.db refused a write ({refusal}): waiting to write it again")
                 said = True
-            refusal = self._try_once(kept)
         if said:
             say("spa.db written again: going on")
 
@@ -102,11 +77,12 @@ class TurnStore(sqlite3.Connection):
             for sql, parameters in kept:
                 super().execute(sql, parameters)
             super().execute("COMMIT")
-        except sqlite3.OperationalError as exc:
-            if not trouble(exc):
-                raise
-            self._rollback()
-            return exc
+        except BaseException as exc:
+            if self.in_transaction:  # a full disk may have rolled it back already
+                super().execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and trouble(exc):
+                return exc
+            raise
         return None
 
 
