@@ -161,7 +161,20 @@ def descendants(pid: int) -> list[int]:
 
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+_PR_SET_CHILD_SUBREAPER = 36
+#: Loaded once: each ``CDLL`` made anew builds a class of its own (a forked runner's pages).
 _libc = ctypes.CDLL(None, use_errno=True)
+
+
+def set_name(name: bytes) -> None:
+    """This process's name, as ``ps -o comm`` and ``top`` show it (at most 15 bytes)."""
+    _libc.prctl(_PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
+
+
+def become_subreaper() -> None:
+    """Orphans among our descendants become our children, to be reaped (and killed) by us."""
+    _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def die_with_parent(parent: int) -> None:

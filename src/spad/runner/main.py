@@ -7,7 +7,6 @@ touching it. A child subreaper, so a task's orphaned children are reaped (and ki
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import selectors
 import sqlite3
@@ -23,13 +22,8 @@ from spad.runner.timers import Timers
 from spad.store import runs
 from spad.store.turns import RunnerStore, StoreFull, patiently, say
 
-_PR_SET_CHILD_SUBREAPER = 36
 #: The exit code of a runner whose store's disk is full: the server resumes its run (EX_TEMPFAIL).
 EXIT_STORE_FULL = 75
-
-
-def become_subreaper() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def load_info(home: str, conn: sqlite3.Connection, run_id: int) -> tuple[RunInfo, str | None]:
@@ -133,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     home, run_id = os.path.abspath(args[0]), int(args[1])
     inbox = SignalInbox()  # first: a stop sent while we start is queued, not fatal
-    become_subreaper()
+    procs.become_subreaper()
     try:
         return carry_out(home, run_id, inbox)
     except StoreFull as exc:

@@ -1,13 +1,13 @@
 """How the server starts a runner: forked by the fork server, or as a fresh interpreter.
 
-The fork server (``spad.runner.forkserver``) is started at the first run and lives as long as
-the server. Should it be unusable (it died, or does not answer within a few seconds), the
-runner is started as ``python -m spad.runner`` instead, as before: slower, never wrong.
+The fork server (``spad.runner.forkserver``) is started at the first run with the runners'
+environment and lives as long as the server; a start that asks for another environment
+starts a new one. Should it be unusable (it died, or does not answer within a few seconds),
+the runner is started as ``python -m spad.runner`` instead, as before: slower, never wrong.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -28,10 +28,11 @@ class RunnerStarter:
         self._use_forkserver = use_forkserver
         self._forkserver: subprocess.Popen[bytes] | None = None
         self._channel: socket.socket | None = None
+        self._env: dict[str, str] | None = None  # the fork server's, so its runners'
 
     def start(self, run_id: int, env: dict[str, str]) -> tuple[int, subprocess.Popen[bytes] | None]:
-        """Start the runner of ``run_id``; returns its pid, and the Popen when it is our child
-        (its exit code can then be read)."""
+        """Start the runner of ``run_id`` with ``env``; returns its pid, and the Popen when it
+        is our child (its exit code can then be read)."""
         if self._use_forkserver:
             try:
                 return self._fork(run_id, env), None
@@ -42,18 +43,18 @@ class RunnerStarter:
 
     def _fork(self, run_id: int, env: dict[str, str]) -> int:
         channel = self._channel
-        if channel is None or not self._alive():
-            channel = self._start_forkserver()
-        channel.send(json.dumps({"run_id": run_id, "env": env}).encode())
-        reply = json.loads(channel.recv(4096) or b'{"error": "fork server ended"}')
-        if "pid" not in reply:
-            raise OSError(reply.get("error", "no pid in the fork server's answer"))
-        return int(reply["pid"])
+        if channel is None or not self._alive() or env != self._env:
+            channel = self._start_forkserver(env)
+        channel.send(b"%d" % run_id)
+        reply = channel.recv(4096) or b"error: fork server ended"
+        if not reply.isdigit():
+            raise OSError(reply.decode(errors="replace").removeprefix("error: "))
+        return int(reply)
 
     def _alive(self) -> bool:
         return self._forkserver is not None and self._forkserver.poll() is None
 
-    def _start_forkserver(self) -> socket.socket:
+    def _start_forkserver(self, env: dict[str, str]) -> socket.socket:
         self.close()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -72,11 +73,12 @@ class RunnerStarter:
                     stderr=subprocess.STDOUT,
                     pass_fds=(theirs.fileno(),),
                     cwd=self.home,
+                    env=env,
                 )
         finally:
             theirs.close()
         ours.settimeout(ANSWER_TIMEOUT)
-        self._channel = ours
+        self._channel, self._env = ours, env
         return ours
 
     def _exec(self, run_id: int, env: dict[str, str]) -> tuple[int, subprocess.Popen[bytes]]:

@@ -1,0 +1,76 @@
+"""The server's runner starter: the fork server is started with the runners' environment and
+kept while runs ask for that one; a run that asks for another gets a new fork server."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from spad import home as layout
+from spad.server.runner_start import RunnerStarter
+from spad.store.sqlite import connect, migrate
+from tests.conftest import procs_with, wait_for
+from tests.integration.test_forkserver import parent_of
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    (tmp_path / layout.LOGS).mkdir()
+    conn = connect(tmp_path / layout.DB)
+    migrate(conn)
+    conn.close()
+    return tmp_path
+
+
+def forkserver(home: Path) -> int:
+    """Ours: a runner just forked bears the fork server's name for a moment, not its parent."""
+    [pid] = wait_for(
+        lambda: [p for p in procs_with(f"spad.runner.forkserver {home} ") if child_of_ours(p)],
+        what="one fork server",
+    )
+    return int(pid)
+
+
+def child_of_ours(pid: int) -> bool:
+    try:
+        return parent_of(pid) == os.getpid()
+    except OSError:  # a runner that ended meanwhile
+        return False
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as handle:
+        pairs = [item.split(b"=", 1) for item in handle.read().split(b"\0") if item]
+    return {key.decode(): value.decode() for key, value in pairs}
+
+
+def runner_said(home: Path, run_id: int) -> bool:
+    """A forked runner for a run that does not exist says so in runners.log, and ends."""
+    text = (home / layout.LOGS / layout.RUNNERS_LOG).read_text()
+    return f"run {run_id} is finished, superseded or another runner's" in text
+
+
+def test_one_forkserver_per_environment(home: Path) -> None:
+    starter = RunnerStarter(home, home / layout.LOGS / layout.RUNNERS_LOG)
+    env = dict(os.environ, SPAD_TEST_MARK="one")
+    try:
+        _, child = starter.start(901, env)
+        assert child is None  # forked, not a fresh interpreter
+        first = forkserver(home)
+        assert environ_of(first) == env  # what its runners are forked with
+        wait_for(lambda: runner_said(home, 901), what="the first runner to start")
+
+        starter.start(902, dict(env))
+        assert forkserver(home) == first
+        wait_for(lambda: runner_said(home, 902), what="the second runner to start")
+
+        other = dict(env, SPAD_TEST_MARK="two")
+        starter.start(903, other)
+        second = forkserver(home)  # one: the first ended when this one started
+        assert second != first and environ_of(second) == other
+        wait_for(lambda: runner_said(home, 903), what="the third runner to start")
+    finally:
+        starter.close()
+    wait_for(lambda: not procs_with(f"spad.runner.forkserver {home} "), what="no fork server")
