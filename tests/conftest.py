@@ -65,6 +65,14 @@ def procs_with(text: str) -> list[int]:
     return found
 
 
+def comm(pid: int) -> str:
+    """The process's name (``ps -o comm``), empty when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def home_processes(home: Path) -> dict[int, dict[str, str]]:
     """Live processes started with ``SPA_HOME`` = ``home`` (tasks and all they started, hooks,
     the alarm watcher), whatever the store recorded: pid -> their ``SPA_*`` variables."""
@@ -250,10 +258,14 @@ class Server:
 
     def processes(self) -> list[int]:
         """Live processes that belong to this home: runners, the tasks they recorded, every
-        process started with this home's ``SPA_HOME``, and the alarm watcher."""
+        process started with this home's ``SPA_HOME``, and the alarm watcher; not the running
+        server's fork server (it has the runners' environment, and lives as long as the
+        server)."""
         found = set(procs_with(f"spad.alarms.watcher {self.home}")) | set(
             home_processes(self.home)  # what the store may not have recorded (a task's child)
         )
+        if self.process is not None and self.process.poll() is None:
+            found -= {p for p in procs.children(self.process.pid) if comm(p) == "spad-forkserver"}
         if not (self.home / "spa.db").exists():
             return sorted(found)
         with contextlib.closing(self.db()) as conn:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from spad import procs
-from tests.conftest import Server, procs_with, task, wait_for
+from tests.conftest import Server, comm, procs_with, task, wait_for
 
 
 def forkserver_pids(home: Path) -> list[int]:
@@ -17,14 +17,6 @@ def forkserver_pids(home: Path) -> list[int]:
     return [
         p for p in procs_with(f"spad.runner.forkserver {home} ") if comm(p) == "spad-forkserver"
     ]
-
-
-def comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as handle:
-            return handle.read().strip()
-    except OSError:
-        return ""
 
 
 def runner_of(server: Server, run_id: int) -> int:
