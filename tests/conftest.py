@@ -265,7 +265,9 @@ class Server:
             home_processes(self.home)  # what the store may not have recorded (a task's child)
         )
         if self.process is not None and self.process.poll() is None:
-            found -= {p for p in procs.children(self.process.pid) if comm(p) == "spad-forkserver"}
+            found -= set(procs.children(self.process.pid)) & set(
+                procs_with(f"spad.runner.forkserver {self.home} ")
+            )  # (by its command line: it takes its name a moment after it started)
         if not (self.home / "spa.db").exists():
             return sorted(found)
         with contextlib.closing(self.db()) as conn:

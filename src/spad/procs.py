@@ -178,7 +178,8 @@ def become_subreaper() -> None:
 
 
 def die_with_parent(parent: int) -> None:
-    """In a child, before exec: SIGKILL when ``parent`` dies, even by SIGKILL."""
+    """SIGKILL for this process when ``parent`` dies, even by SIGKILL (a child sets it for
+    itself: before its exec, or after it, as the fork server does)."""
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:  # the parent died between fork and prctl
         os._exit(1)

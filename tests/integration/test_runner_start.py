@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from spad import home as layout
+from spad import procs
 from spad.server.runner_start import RunnerStarter
 from spad.store.sqlite import connect, migrate
 from tests.conftest import procs_with, wait_for
-from tests.integration.test_forkserver import parent_of
 
 
 @pytest.fixture
@@ -24,20 +24,10 @@ def home(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def forkserver(home: Path) -> int:
-    """Ours: a runner just forked bears the fork server's name for a moment, not its parent."""
-    [pid] = wait_for(
-        lambda: [p for p in procs_with(f"spad.runner.forkserver {home} ") if child_of_ours(p)],
-        what="one fork server",
-    )
-    return int(pid)
-
-
-def child_of_ours(pid: int) -> bool:
-    try:
-        return parent_of(pid) == os.getpid()
-    except OSError:  # a runner that ended meanwhile
-        return False
+def forkserver(starter: RunnerStarter) -> int:
+    pid = starter.forkserver_pid
+    assert pid is not None
+    return pid
 
 
 def environ_of(pid: int) -> dict[str, str]:
@@ -58,18 +48,20 @@ def test_one_forkserver_per_environment(home: Path) -> None:
     try:
         _, child = starter.start(901, env)
         assert child is None  # forked, not a fresh interpreter
-        first = forkserver(home)
+        first = forkserver(starter)
+        first_identity = procs.identity(first)
         assert environ_of(first) == env  # what its runners are forked with
         wait_for(lambda: runner_said(home, 901), what="the first runner to start")
 
         starter.start(902, dict(env))
-        assert forkserver(home) == first
+        assert forkserver(starter) == first
         wait_for(lambda: runner_said(home, 902), what="the second runner to start")
 
         other = dict(env, SPAD_TEST_MARK="two")
         starter.start(903, other)
-        second = forkserver(home)  # one: the first ended when this one started
+        second = forkserver(starter)
         assert second != first and environ_of(second) == other
+        assert not procs.is_alive(first, first_identity)  # it ended when this one started
         wait_for(lambda: runner_said(home, 903), what="the third runner to start")
     finally:
         starter.close()

@@ -1,5 +1,8 @@
 """One run of the engine on the fake executor and a clock the test moves: what the runner's loop
-does (wake at each deadline or end, run the timers, collect), in memory and in microseconds."""
+does (wake at each deadline or end, run the timers, collect), in memory and in microseconds.
+
+The engine writes through the runner's own connection, one loop turn at a time (each start,
+wake and stop is a turn, as in ``Loop.run``): what a turn writes is made at its end."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from spad.runner.engine import Engine, RunInfo
 from spad.runner.timers import Timers
 from spad.store import definitions as defs
 from spad.store import runs
+from spad.store.turns import RunnerStore
 from spad.transitions import create_run
 from tests.conftest import tree
 from tests.unit.fake_executor import FakeExecutor, FakeProcess, Script
@@ -52,8 +56,10 @@ class EngineRun:
         self.timers = Timers(clock=self.clock)
         self.fake = FakeExecutor(self.clock)
         info = RunInfo(self.run_id, "pr1", "w", on_failure, "http://127.0.0.1:1", "t" * 32)
+        path = conn.execute("PRAGMA database_list").fetchone()["file"]
+        self.store = RunnerStore(path)  # the runner's connection; the test reads through conn
         self.engine = Engine(
-            conn, str(home), info, self._executor, self.timers, self._watch, self._watch
+            self.store.conn, str(home), info, self._executor, self.timers, self._watch, self._watch
         )
 
     def _executor(self, name: str) -> FakeExecutor:
@@ -71,8 +77,18 @@ class EngineRun:
     # -- moving time ---------------------------------------------------------------------------
 
     def start(self) -> EngineRun:
-        self.engine.start()
+        with self.store.conn.turn():
+            self.engine.start()
         return self
+
+    def stop(self, mode: str) -> None:
+        """The runner's SIGUSR1 (graceful), SIGUSR2 (forced), or a stop request found."""
+        with self.store.conn.turn():
+            self.engine.stop(mode)
+
+    def hard_stop(self, signum: int) -> None:
+        with self.store.conn.turn():
+            self.engine.hard_stop(signum)
 
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` pass, waking as the loop would at each deadline and each end."""
@@ -82,8 +98,9 @@ class EngineRun:
             if wake is None or wake > until:
                 break
             self.clock.now = max(self.clock.now, wake)
-            self.timers.run_due()
-            self.engine.collect()
+            with self.store.conn.turn():
+                self.timers.run_due()
+                self.engine.collect()
         if not self.engine.done:  # the clock stops where the run ended
             self.clock.now = max(self.clock.now, until)
 

@@ -176,7 +176,7 @@ def test_a_task_that_cannot_start_fails_with_126_or_127(
 def test_a_graceful_stop_signals_each_task_and_the_run_ends_stopped(make_run: MakeRun) -> None:
     run = make_run(task("bg", exec="parallel"), task("a"), task("later"))
     run.script("bg", FOREVER).script("a", FOREVER).start()
-    run.engine.stop(transitions.GRACEFUL)
+    run.stop(transitions.GRACEFUL)
     assert run.workflow_status() == states.STOPPING
     assert run.statuses() == {"bg": "stopping", "a": "stopping", "later": "new"}
     row = run.finish()
@@ -189,7 +189,7 @@ def test_a_task_deaf_to_its_stop_signal_is_killed_at_its_stop_timeout(make_run: 
     run = make_run(task("a", stop_timeout=6, stop_signal="SIGINT"))
     run.script("a", Script(runs=None, ignores=frozenset({int(signal.SIGINT)}))).start()
     run.advance(1)
-    run.engine.stop(transitions.GRACEFUL)
+    run.stop(transitions.GRACEFUL)
     run.advance(5.9)
     assert run.task("a")["status"] == states.STOPPING
     run.advance(0.1)
@@ -200,7 +200,7 @@ def test_a_task_deaf_to_its_stop_signal_is_killed_at_its_stop_timeout(make_run: 
 def test_a_task_that_outlives_sigkill_is_immortal_and_the_run_ends(make_run: MakeRun) -> None:
     run = make_run(task("a", stop_timeout=2))
     run.script("a", Script(runs=None, ignores=frozenset({TERM}), immortal=True)).start()
-    run.engine.stop(transitions.GRACEFUL)
+    run.stop(transitions.GRACEFUL)
     run.advance(2 + KILL_WAIT - 0.01)
     assert run.task("a")["status"] == states.STOPPING
     row = run.finish()
@@ -210,7 +210,7 @@ def test_a_task_that_outlives_sigkill_is_immortal_and_the_run_ends(make_run: Mak
 def test_a_forced_stop_kills_at_once(make_run: MakeRun) -> None:
     run = make_run(task("bg", exec="parallel"), task("a"))
     run.script("bg", FOREVER).script("a", FOREVER).start()
-    run.engine.stop(transitions.FORCED)
+    run.stop(transitions.FORCED)
     row = run.finish()
     assert [p.received for p in run.fake.started] == [[KILL], [KILL]]
     assert run.statuses() == {"bg": states.KILLED, "a": states.KILLED}
@@ -220,9 +220,9 @@ def test_a_forced_stop_kills_at_once(make_run: MakeRun) -> None:
 def test_a_forced_stop_overtakes_a_graceful_one(make_run: MakeRun) -> None:
     run = make_run(task("a", stop_timeout=60))
     run.script("a", Script(runs=None, ignores=frozenset({TERM}))).start()
-    run.engine.stop(transitions.GRACEFUL)
+    run.stop(transitions.GRACEFUL)
     run.advance(1)
-    run.engine.stop(transitions.FORCED)
+    run.stop(transitions.FORCED)
     assert run.finish()["status"] == states.STOPPED and run.clock.now == 1
     assert run.task("a")["status"] == states.KILLED
 
@@ -232,14 +232,14 @@ def test_a_stop_during_a_retry_delay_ends_the_task_stopped(make_run: MakeRun) ->
     run.start()
     run.advance(1)
     assert run.task("a")["status"] == states.RERUN
-    run.engine.stop(transitions.GRACEFUL)
+    run.stop(transitions.GRACEFUL)
     assert run.finish()["status"] == states.STOPPED and run.clock.now == 1
     assert run.task("a")["status"] == states.STOPPED and len(run.attempts("a")) == 1
 
 
 def test_a_stop_before_any_task_started_leaves_them_not_run(make_run: MakeRun) -> None:
     run = make_run(task("a"), task("b", exec="parallel"))
-    run.engine.stop(transitions.GRACEFUL)  # the runner found a stop request on its run
+    run.stop(transitions.GRACEFUL)  # the runner found a stop request on its run
     run.start()
     row = run.finish()
     assert run.fake.started == []
@@ -254,7 +254,7 @@ def test_a_graceful_stop_leaves_a_waiting_task_until_it_runs_again(make_run: Mak
     run = make_run(task("a", stop_timeout=5)).script("a", FOREVER).start()
     assert set_status(run, "a", states.WAITING)
     run.advance(1)
-    run.engine.stop(transitions.GRACEFUL)
+    run.stop(transitions.GRACEFUL)
     run.advance(30)
     assert run.task("a")["status"] == states.WAITING and run.attempts("a")[0].received == []
     assert set_status(run, "a", states.RUNNING)
@@ -264,10 +264,26 @@ def test_a_graceful_stop_leaves_a_waiting_task_until_it_runs_again(make_run: Mak
     assert run.task("a")["status"] == states.STOPPED and row["status"] == states.STOPPED
 
 
+def test_a_task_stopped_earlier_in_the_turn_of_a_failure_stop_is_not_left_waiting(
+    make_run: MakeRun,
+) -> None:
+    """One loop turn: b, which set itself waiting, reaches its timeout and gets its stop
+    signal; then a fails for good and stops the run. The run's stop must read b as the turn
+    left it (stopping), not as the store had it before the turn (waiting)."""
+    run = make_run(
+        task("a", exec="parallel", retries=0), task("b", timeout=5, stop_timeout=1, retries=0)
+    )
+    run.script("a", Script(runs=5, code=1)).script("b", FOREVER).start()
+    assert set_status(run, "b", states.WAITING)
+    row = run.finish()  # raised IllegalTransition (waiting -> timeout) when the read was stale
+    assert run.attempts("b")[0].received == [TERM]
+    assert run.task("b")["status"] == states.TIMEOUT and row["finished"] == 1
+
+
 def test_a_forced_stop_kills_a_waiting_task(make_run: MakeRun) -> None:
     run = make_run(task("a")).script("a", FOREVER).start()
     set_status(run, "a", states.WAITING)
-    run.engine.stop(transitions.FORCED)
+    run.stop(transitions.FORCED)
     assert run.finish()["status"] == states.STOPPED
     assert run.task("a")["status"] == states.KILLED
 
@@ -300,7 +316,7 @@ def test_a_hard_stop_kills_everything_and_leaves_the_run_to_be_resumed(
     run.script("bg", FOREVER).script("r", Script(runs=0, code=1)).script("a", FOREVER)
     run.start()
     run.advance(1)
-    run.engine.hard_stop(int(signal.SIGTERM))
+    run.hard_stop(int(signal.SIGTERM))
     row = run.finish()
     assert run.statuses() == {
         "bg": states.KILLED, "r": states.KILLED, "a": states.KILLED, "later": states.NOT_RUN,
@@ -350,7 +366,7 @@ def test_the_server_has_the_executor_reclaim_what_a_dead_runner_left(
     monkeypatch.setitem(executors.REGISTRY, "fake", "tests.unit.fake_executor")
     run = make_run(task("a", exec="parallel"), task("b"))
     conn.execute("UPDATE run_tasks SET executor = 'fake'")
-    run.engine.start()  # its runner dies here, both tasks running (on the fake, as named)
+    run.start()  # its runner dies here, both tasks running (on the fake, as named)
     runners = Runners(Home(tmp_path / "home"), conn, "http://127.0.0.1:1")
     runners._sweep(run.run_id)
     reclaimed = runners._executor("fake")
@@ -366,7 +382,7 @@ def test_a_dead_runner_s_task_that_never_started_is_not_run(
     from spad.server.runners import Runners
 
     run = make_run(task("a"), task("b")).script("a", FOREVER)
-    run.engine.start()
+    run.start()
     Runners(Home(tmp_path / "home"), conn, "http://127.0.0.1:1")._sweep(run.run_id)
     assert run.statuses() == {"a": states.KILLED, "b": states.NOT_RUN}
     assert run.task("b")["ended_at"] is None  # it never started, so it never ended either

@@ -1,5 +1,6 @@
 """A runner's turn holds spa.db's write lock for its writes alone: while the engine works inside
-a turn, any other writer (the server, another runner) gets the lock at once."""
+a turn, any other writer (the server, another runner) gets the lock at once; and the engine
+reads what its turn wrote."""
 
 from __future__ import annotations
 
@@ -41,6 +42,18 @@ def test_another_writer_gets_the_lock_while_a_turn_is_under_way(store: RunnerSto
         assert values(store) == [2]  # the turn's own write waits for the turn's end
     assert values(store) == [1, 2]
     other.close()
+    store.close()
+
+
+def test_a_read_inside_a_turn_sees_what_the_turn_wrote_before_it(store: RunnerStore) -> None:
+    conn = store.conn
+    with conn.turn():
+        conn.execute("INSERT INTO t VALUES (1)")
+        assert [row[0] for row in conn.execute("select v from t")] == [1]  # any case, any read
+        assert conn.execute("WITH x AS (SELECT v FROM t) SELECT count(*) FROM x").fetchone()[0] == 1
+        conn.execute("INSERT INTO t VALUES (2)")
+        assert values(store) == [1]  # the second write waits for the turn's end
+    assert values(store) == [1, 2]
     store.close()
 
 

@@ -144,9 +144,8 @@ class Engine:
         self._check_end()
 
     def _advance(self) -> None:
-        """Start what the list allows now. Every process is started before any is recorded:
-        the turn's write lock, taken at its first write, is then held for the writes alone,
-        not for the spawns (a thousand runners starting at once queue on that lock)."""
+        """Start what the list allows now: every process, then their records (which the turn
+        makes at its end, see :mod:`spad.store.turns`)."""
         started: list[tuple[Task, TaskProcess, str]] = []
         failed: tuple[Task, OSError, str] | None = None
         while failed is None and self.stop_mode is None and self.pending and self.awaiting is None:
@@ -422,12 +421,13 @@ class Engine:
         if self.stop_mode is not None and not (forced and self.stop_mode != transitions.FORCED):
             return
         self.stop_mode = mode
+        # Read before this turn writes: a read after a write commits the turn's writes first.
+        waiting = set() if forced else self._waiting_names()
         self._move_run(transitions.STOP_RUN, states.STOPPING)
         for task in list(self.retrying):
             task.cancel_timers()
             self._move(task, CANCEL, states.STOPPED)
         self.retrying.clear()
-        waiting = self._waiting_names()
         for task in list(self.active.values()):
             if forced:
                 self._kill(task)

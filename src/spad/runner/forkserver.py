@@ -11,7 +11,7 @@ get, and talks to it over a ``SOCK_SEQPACKET`` socket pair: a run id in, the run
 What this process does after each fork is kept that small on purpose: a page it writes after
 a fork is copied for it, and the runner forked just before keeps the old page for itself
 alone. Reading a JSON request and its environment after each fork made every runner own
-0.4 MiB of this process's pages (bench/RESULTS.md, W8). It dies with the server
+0.3 MiB of this process's pages (bench/RESULTS.md, W8). It dies with the server
 (parent-death signal); the runners it forked do not: each is a session of its own, watched
 by the server like any adopted runner.
 """

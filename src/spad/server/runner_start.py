@@ -51,6 +51,11 @@ class RunnerStarter:
             raise OSError(reply.decode(errors="replace").removeprefix("error: "))
         return int(reply)
 
+    @property
+    def forkserver_pid(self) -> int | None:
+        """The fork server's pid while it runs."""
+        return self._forkserver.pid if self._alive() and self._forkserver else None
+
     def _alive(self) -> bool:
         return self._forkserver is not None and self._forkserver.poll() is None
 

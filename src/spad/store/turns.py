@@ -2,15 +2,17 @@
 end, and made again until they commit, so a store that refuses them for a while never ends
 the run.
 
-The engine writes as it goes and never sees a write's result: inside a turn a write is only
-kept, and at the turn's end the kept writes are made in one ``BEGIN IMMEDIATE`` transaction.
-The write lock is so held for the writes alone, never while the engine works: with a
-thousand runners stopping at once, a lock held across each runner's turn (and across its
-being scheduled out on a busy machine) made every other writer, the server first, sleep in
-SQLite's busy wait. A lock is waited out (a runner waits rather than dies); a full disk ends
-the runner (:class:`StoreFull`), which the server resumes as a new run once it can write.
-Reads inside a turn see the store as it was before the turn's own writes. Standard library
-only.
+Inside a turn a write (``INSERT``, ``UPDATE``, ``DELETE``, ``REPLACE``) is only kept; the
+turn's end makes the kept writes in one ``BEGIN IMMEDIATE`` transaction. The write lock is so
+held for the writes alone, never while the engine works: with a thousand runners stopping at
+once, a lock held across each runner's turn (and across its being scheduled out on a busy
+machine) made every other writer, the server first, sleep in SQLite's busy wait. A read
+inside a turn first makes the writes kept so far, so the engine always reads what it wrote
+(a turn that reads after writing commits twice; the engine's turns read before they write).
+A write's result is not known inside a turn: it returns an empty cursor (``rowcount`` -1),
+and the engine uses none. A lock is waited out (a runner waits rather than dies); a full disk
+ends the runner (:class:`StoreFull`), which the server resumes as a new run once it can
+write. Standard library only.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ class StoreFull(Exception):
     """spa.db cannot be written: its disk is full."""
 
 
+#: The statements a turn keeps for its end; any other is a read, made at once.
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
 class TurnStore(sqlite3.Connection):
     """A connection whose writes inside :meth:`turn` are kept and made at the turn's end."""
 
@@ -42,10 +48,16 @@ class TurnStore(sqlite3.Connection):
         self._kept: list[tuple[str, Any]] | None = None
 
     def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
-        if self._kept is None or sql.lstrip()[:6].upper() == "SELECT":
+        kept = self._kept
+        if kept is None:
             return super().execute(sql, parameters)
-        self._kept.append((sql, parameters))
-        return self.cursor()  # nothing the engine reads: it uses no write's result
+        if sql.lstrip()[:7].upper().startswith(WRITES):
+            kept.append((sql, parameters))
+            return self.cursor()  # a write's result is not known before the turn's end
+        if kept:  # a read sees what this turn wrote before it
+            self._write(kept)
+            kept.clear()
+        return super().execute(sql, parameters)
 
     @contextlib.contextmanager
     def turn(self) -> Iterator[None]:
