@@ -164,10 +164,13 @@ def watch(ctx: Context, project: str | None, workflow: str | None) -> None:
         project = status["project"]
         state.add_workflow(status["project"], workflow, status)
     else:
-        for entry in ctx.call("list", project=project)["projects"]:
-            for wf in entry["workflows"]:
-                status = ctx.call("status", project=entry["name"], workflow=wf["name"])
-                state.add_workflow(entry["name"], wf["name"], status)
+        shown = [
+            {"project": entry["name"], "workflow": wf["name"]}
+            for entry in ctx.call("list", project=project)["projects"]
+            for wf in entry["workflows"]
+        ]
+        for names, status in zip(shown, ctx.call_each("status", shown), strict=True):
+            state.add_workflow(names["project"], names["workflow"], status)
     title = f"{project}/{workflow}" if workflow else (project or "every project")
     terminal = sys.stdout.isatty()
 
