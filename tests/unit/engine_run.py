@@ -70,6 +70,9 @@ class EngineRun:
     def _watch(*_: object) -> None:
         raise AssertionError("a fake attempt has no output descriptor: its log is its own")
 
+    def close(self) -> None:
+        self.store.close()
+
     def script(self, task: str, *attempts: Script) -> EngineRun:
         self.fake.script(task, *attempts)
         return self

@@ -1,5 +1,6 @@
-"""``Context.call_each``: one JSON-RPC batch per hundred calls, results in order, and a refusal
-of any one call ending the command as a single call's refusal does."""
+"""``Context.call_each``: one JSON-RPC batch per hundred calls, results in order, a call left
+out for the batch's reply budget made alone, and a refusal of any one call ending the command
+as a single call's refusal does."""
 
 from __future__ import annotations
 
@@ -14,18 +15,29 @@ class RecordingClient:
     """The client's ``batch``, answered from the params; the one numbered ``refused`` is
     refused as the server refuses a workflow that does not exist."""
 
-    def __init__(self, refused: int | None = None) -> None:
+    def __init__(self, refused: int | None = None, budget: int | None = None) -> None:
         self.refused = refused
+        self.budget = budget  # calls of a batch made before its replies reach their budget
         self.batches: list[tuple[str, int]] = []
+        self.alone: list[int] = []
 
     def batch(self, method: str, each: list[dict[str, Any]]) -> list[dict[str, Any]]:
         self.batches.append((method, len(each)))
-        return [
-            {"error": {"code": -32004, "message": f"workflow 'w{p['n']}' does not exist"}}
-            if p["n"] == self.refused
-            else {"result": {"n": p["n"]}}
-            for p in each
-        ]
+        return [self._reply(p, i) for i, p in enumerate(each)]
+
+    def _reply(self, params: dict[str, Any], place: int) -> dict[str, Any]:
+        if self.budget is not None and place >= self.budget:
+            over = {"kind": "invalid", "limit": "batch_reply"}
+            return {"error": {"code": -32004, "message": "not done", "data": over}}
+        if params["n"] == self.refused:
+            return {
+                "error": {"code": -32004, "message": f"workflow 'w{params['n']}' does not exist"}
+            }
+        return {"result": {"n": params["n"]}}
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.alone.append(params["n"])
+        return {"n": params["n"]}
 
 
 def context_with(client: RecordingClient) -> Context:
@@ -53,3 +65,17 @@ def test_a_refused_call_ends_the_command_with_its_message(
         context_with(RecordingClient(refused=7)).call_each("status", [{"n": n} for n in range(9)])
     assert ended.value.code == EXIT_REFUSED
     assert "workflow 'w7' does not exist" in capsys.readouterr().err
+
+
+def test_calls_left_out_for_the_batch_s_reply_budget_are_made_alone() -> None:
+    client = RecordingClient(budget=30)  # big workflows: 30 statuses fill a batch's replies
+    results = context_with(client).call_each("status", [{"n": n} for n in range(40)])
+    assert [r["n"] for r in results] == list(range(40))
+    assert client.batches == [("status", 40)] and client.alone == list(range(30, 40))
+
+
+def test_the_server_s_budget_marker_is_the_one_the_client_knows() -> None:
+    from spad.cli.context import OVER_BUDGET
+    from spad.server.rpc import OVER_BUDGET_LIMIT
+
+    assert OVER_BUDGET == OVER_BUDGET_LIMIT

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,16 @@ MakeRun = Callable[..., EngineRun]
 
 
 @pytest.fixture
-def make_run(conn: sqlite3.Connection, tmp_path: Path) -> MakeRun:
-    def make(*tasks: dict[str, Any], **options: Any) -> EngineRun:
-        return EngineRun(conn, tmp_path / "home", *tasks, **options)
+def make_run(conn: sqlite3.Connection, tmp_path: Path) -> Iterator[MakeRun]:
+    made: list[EngineRun] = []
 
-    return make
+    def make(*tasks: dict[str, Any], **options: Any) -> EngineRun:
+        made.append(EngineRun(conn, tmp_path / "home", *tasks, **options))
+        return made[-1]
+
+    yield make
+    for run in made:
+        run.close()
 
 
 def set_status(run: EngineRun, name: str, status: str) -> bool:

@@ -226,6 +226,7 @@ def test_a_batch_stops_at_its_reply_budget(monkeypatch: pytest.MonkeyPatch) -> N
     assert [("result" in r) for r in replies] == [True, True, True, False, False, False]
     assert ran == [0, 1, 2, 3]  # the one that crossed ran; the rest were not made
     assert all(r["error"]["data"]["kind"] == "invalid" for r in replies[3:])
+    assert all(r["error"]["data"]["limit"] == rpc.OVER_BUDGET_LIMIT for r in replies[3:])
 
 
 def test_a_change_refused_by_the_envelope_is_audited() -> None:

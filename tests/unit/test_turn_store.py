@@ -57,14 +57,26 @@ def test_a_read_inside_a_turn_sees_what_the_turn_wrote_before_it(store: RunnerSt
     store.close()
 
 
-def test_a_turn_that_raises_writes_nothing(store: RunnerStore) -> None:
+def test_a_turn_that_raises_writes_what_it_still_kept_no_more(store: RunnerStore) -> None:
     conn = store.conn
     with pytest.raises(RuntimeError), conn.turn():
         conn.execute("INSERT INTO t VALUES (1)")
         raise RuntimeError("the engine failed mid-turn")
-    with conn.turn():
+    with pytest.raises(RuntimeError), conn.turn():
         conn.execute("INSERT INTO t VALUES (2)")
-    assert values(store) == [2]
+        conn.execute("SELECT count(*) FROM t").fetchone()  # made the write before it
+        conn.execute("INSERT INTO t VALUES (3)")
+        raise RuntimeError("the engine failed mid-turn")
+    with conn.turn():
+        conn.execute("INSERT INTO t VALUES (4)")
+    assert values(store) == [2, 4]
+    store.close()
+
+
+def test_a_turn_inside_a_turn_is_refused(store: RunnerStore) -> None:
+    conn = store.conn
+    with conn.turn(), pytest.raises(RuntimeError, match="reorder"), conn.turn():
+        pass
     store.close()
 
 

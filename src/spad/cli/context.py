@@ -13,9 +13,11 @@ import click
 from spad.cli.client import BadUrl, Client, ServerError, Unreachable
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
-#: Calls per JSON-RPC batch in :meth:`Context.call_each`: one request, not one each, and a
-#: reply far below the server's 16 MiB even for workflows of hundreds of tasks.
+#: Calls per JSON-RPC batch in :meth:`Context.call_each`: one request, not one each.
 BATCH = 100
+#: ``error.data.limit`` of a call the server did not make because its batch's replies reached
+#: their budget (``spad.server.rpc.OVER_BUDGET_LIMIT``): it is made again on its own.
+OVER_BUDGET = "batch_reply"
 T = TypeVar("T")
 
 
@@ -44,14 +46,20 @@ class Context:
 
     def call_each(self, method: str, each: list[dict[str, Any]]) -> list[Any]:
         """``method`` with each of ``each`` (their results in that order), :data:`BATCH`
-        calls to a request; a refusal of any one ends the command as :meth:`call` does."""
+        calls to a request; a call left out for the batch's reply budget (large workflows)
+        is made on its own; a refusal of any one ends the command as :meth:`call` does."""
         results = []
         for start in range(0, len(each), BATCH):
             part = each[start : start + BATCH]
-            for reply in self.guarded(self.client.batch, method, part):
-                if "error" in reply:
-                    fail(ServerError.of(reply["error"]).message, EXIT_REFUSED)
-                results.append(reply["result"])
+            replies = self.guarded(self.client.batch, method, part)
+            for params, reply in zip(part, replies, strict=True):
+                error = reply.get("error")
+                if error is None:
+                    results.append(reply.get("result"))
+                elif (error.get("data") or {}).get("limit") == OVER_BUDGET:
+                    results.append(self.call(method, **params))
+                else:
+                    fail(ServerError.of(error).message, EXIT_REFUSED)
         return results
 
     def guarded(self, action: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -46,6 +46,8 @@ _OVER_BUDGET = (
     f"not done: the replies of this batch reached {MAX_BATCH_REPLY // (1024 * 1024)} MiB; "
     "send fewer calls in one batch (or page logs with offset)"
 )
+#: ``error.data.limit`` of a call not made for its batch's reply budget: made alone, it may be.
+OVER_BUDGET_LIMIT = "batch_reply"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -125,7 +127,8 @@ def _batch(
                 spent = True
                 if _id_of(message) is _MISSING:
                     continue  # a notification: no reply, even for an error
-                encoded = _encode(error_reply(Invalid(_OVER_BUDGET), _id_of(message)))
+                over = Invalid(_OVER_BUDGET, limit=OVER_BUDGET_LIMIT)
+                encoded = _encode(error_reply(over, _id_of(message)))
             parts.append(b", " if parts else b"[")
             parts.append(encoded)
             size += len(encoded) + 2

@@ -61,7 +61,10 @@ class TurnStore(sqlite3.Connection):
 
     @contextlib.contextmanager
     def turn(self) -> Iterator[None]:
-        """The writes made inside, committed together when it ends (not if it raised)."""
+        """The writes made inside, committed together when it ends. A turn that raised makes
+        none of the writes it still kept (those a read inside it made are made)."""
+        if self._kept is not None:
+            raise RuntimeError("a turn inside a turn would reorder the writes")
         kept: list[tuple[str, Any]] = []
         self._kept = kept
         try:
