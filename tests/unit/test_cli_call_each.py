@@ -79,3 +79,16 @@ def test_the_server_s_budget_marker_is_the_one_the_client_knows() -> None:
     from spad.server.rpc import OVER_BUDGET_LIMIT
 
     assert OVER_BUDGET == OVER_BUDGET_LIMIT
+
+
+def test_a_reply_without_a_result_ends_the_command_with_a_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class Mute(RecordingClient):
+        def batch(self, method: str, each: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [{"jsonrpc": "2.0", "id": 1} for _ in each]
+
+    with pytest.raises(SystemExit) as ended:
+        context_with(Mute()).call_each("status", [{"n": 1}])
+    assert ended.value.code == EXIT_REFUSED
+    assert "reply to status had no result" in capsys.readouterr().err

@@ -54,8 +54,10 @@ class Context:
             replies = self.guarded(self.client.batch, method, part)
             for params, reply in zip(part, replies, strict=True):
                 error = reply.get("error")
-                if error is None:
-                    results.append(reply.get("result"))
+                if error is None and "result" in reply:
+                    results.append(reply["result"])
+                elif error is None:
+                    fail(f"the server's reply to {method} had no result: {reply}", EXIT_REFUSED)
                 elif (error.get("data") or {}).get("limit") == OVER_BUDGET:
                     results.append(self.call(method, **params))
                 else:
