@@ -161,7 +161,7 @@ class Client:
         if isinstance(replies, dict):  # the batch itself was refused
             raise ServerError.of(replies.get("error", {}))
         by_id = {reply.get("id"): reply for reply in replies}
-        return [by_id[i] for i in ids]
+        return [by_id.get(i, {}) for i in ids]  # a reply missing: neither result nor error
 
     def _post(self, data: bytes) -> dict[str, Any]:
         request = urllib.request.Request(self.url + "/rpc", data=data, method="POST")

@@ -8,7 +8,8 @@ held for the writes alone, never while the engine works: with a thousand runners
 once, a lock held across each runner's turn (and across its being scheduled out on a busy
 machine) made every other writer, the server first, sleep in SQLite's busy wait. A read
 inside a turn first makes the writes kept so far, so the engine always reads what it wrote
-(a turn that reads after writing commits twice; the engine's turns read before they write).
+(a turn that reads after writing commits twice: the common turns do not, and a stop reads the
+waiting tasks before it writes).
 A write's result is not known inside a turn: it returns an empty cursor (``rowcount`` -1),
 and the engine uses none. A lock is waited out (a runner waits rather than dies); a full disk
 ends the runner (:class:`StoreFull`), which the server resumes as a new run once it can
@@ -111,7 +112,7 @@ class RunnerStore:
     each write of the others pay for a thousand (W8, bench/scale.py). The connection's page
     cache, schema and statements are also private memory of each runner. So the loop closes
     it once the runner has had nothing to do for :data:`IDLE_CLOSE` seconds; the next turn
-    opens it again (about 0.2 ms).
+    opens it again (about 0.4 ms in a forked runner, most of it loading the schema).
     """
 
     #: Seconds without a wake before the connection is closed: long enough that a run whose
