@@ -13,7 +13,10 @@ writes after the fork. Rows (KiB of private memory a child, median):
   holding the runner's environment (about 40 variables), parsed after each fork.
 - ``opened spa.db, one read, closed``: the child opens the store as a runner does
   (``RunnerStore``), reads one row, closes it and gives the freed heap back: what SQLite
-  alone leaves a runner, although SQLite itself holds about 150 KB at most.
+  alone leaves a runner, although SQLite itself holds about 150 KB at most. The parent has
+  taken its heap's free chunks first, as the fork server does (``freed.take_free_chunks``).
+- ``the same, heap's free chunks left``: without that, SQLite's allocations land in the free
+  chunks scattered over the parent's heap, and each copies a page.
 - ``fresh interpreter``: PSS of ``python -c 'sleep'``, the cost of one more Python process
   (the server, the fork server and a runner are three).
 """
@@ -40,6 +43,7 @@ gc.disable()  # as the fork server: nothing collected (and so copied) before the
 from common import pss_kib  # noqa: E402
 
 import spad.runner.forkserver  # noqa: E402, F401 - what the fork server has loaded
+from spad import freed  # noqa: E402
 from spad.executors.local import find_spawner  # noqa: E402
 from spad.store.sqlite import connect, migrate  # noqa: E402
 from spad.store.turns import RunnerStore  # noqa: E402
@@ -59,13 +63,18 @@ def stopped(pid: int) -> bool:
         return handle.read().rsplit(")", 1)[1].split()[0] == "T"
 
 
-def serving(requests: int, json_requests: bool, child_work: Callable[[], None]) -> list[int]:
+def serving(
+    requests: int, json_requests: bool, child_work: Callable[[], None], take_chunks: bool = True
+) -> list[int]:
     """A fork server's loop in a child of ours: ``requests`` forks, each child does
-    ``child_work`` and stops; measured once every request was served."""
+    ``child_work`` and stops; measured once every request was served. ``take_chunks``: the
+    loop first takes the heap's free chunks, as the fork server does."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     server = os.fork()
     if server == 0:
         ours.close()
+        if take_chunks:
+            freed.take_free_chunks()
         serve(theirs, json_requests, child_work)
         os._exit(0)
     theirs.close()
@@ -142,6 +151,9 @@ def main() -> int:
             "idle, parent reads run ids": serving(args.children, False, lambda: None),
             "idle, parent reads JSON + environment": serving(args.children, True, lambda: None),
             "opened spa.db, one read, closed": serving(args.children, False, store_round),
+            "  the same, heap's free chunks left": serving(
+                args.children, False, store_round, take_chunks=False
+            ),
         }
     print(f"{'forked child (KiB private, median)':<42}{'KiB':>8}")
     for name, sizes in rows.items():

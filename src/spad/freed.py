@@ -1,4 +1,4 @@
-"""Freed memory, given back to the system.
+"""Freed memory in the C heap: given back to the system, or taken before a fork.
 
 Loading modules leaves the C heap holding what it was done with: the dataclasses of the
 methods' parameters are compiled from source text when their module is imported, and the
@@ -8,28 +8,94 @@ methods' first load, 0.8 MiB of heap, 0.16 MiB after a trim). glibc's ``malloc_t
 free pages anywhere in the heap (not only at its top). It is called after the start and after
 a request that loaded modules (the methods at the first call, the definitions' model at the
 first definition): a few times in a server's life, not on every request.
+
+The fork server does the opposite before it forks runners (:func:`take_free_chunks`): the free
+chunks left between its live ones are scattered over its whole heap, and a forked runner's
+first allocations (SQLite's, mostly) would land in them, each one copying a page the runners
+shared. Taken by the fork server, they leave a runner's allocations to the heap's top, on
+pages of its own and side by side (bench/fork_pages.py).
 """
 
 from __future__ import annotations
 
 import ctypes
-import functools
 import sys
-from collections.abc import Callable
+
+#: Loaded once, before any fork: a ``CDLL`` made in a forked runner would build a class there.
+_LIBC = ctypes.CDLL(None)
+# Not every C library has these (musl has neither): then there is nothing to do.
+_MALLOC_TRIM = getattr(_LIBC, "malloc_trim", None)
+_MALLINFO2 = getattr(_LIBC, "mallinfo2", None)  # glibc 2.33 and later
 
 
-@functools.cache
-def _trim() -> Callable[[int], object] | None:
-    # Not every C library has it (musl has not): then there is nothing to do.
-    function: Callable[[int], object] | None = getattr(ctypes.CDLL(None), "malloc_trim", None)
-    return function
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+if _MALLINFO2 is not None:
+    _MALLINFO2.restype = _MallInfo2
+    _LIBC.malloc.restype = ctypes.c_void_p
+    _LIBC.malloc.argtypes = [ctypes.c_size_t]
+
+#: Requests above glibc's smallest mmap threshold (128 KiB) are mapped apart, not cut from
+#: free chunks: the largest size asked while filling stays below it.
+_LARGEST = 64 * 1024
+#: glibc's per-thread cache keeps up to 7 freed chunks of each size up to 1,032 bytes, in
+#: steps of 16; they count as in use, so they are emptied by size.
+_TCACHE_LARGEST = 1032
+_TCACHE_COUNT = 7
 
 
 def give_back() -> None:
     """Return the heap's free pages to the system (where the C library can)."""
-    trim = _trim()
-    if trim is not None:
-        trim(0)
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def free_in_chunks() -> int | None:
+    """Bytes free in the heap outside its top (None where the C library does not say)."""
+    if _MALLINFO2 is None:
+        return None
+    info = _MALLINFO2()
+    return int(info.fordblks - info.keepcost)
+
+
+def take_free_chunks() -> int:
+    """Allocate, and never free, the heap's free chunks (and the per-thread cache's), so the
+    next allocations come from the heap's top. Returns the bytes taken.
+
+    Called once by the fork server before it forks: what it takes stays allocated in the fork
+    server, untouched, so it costs no page of its own beyond the chunks' headers."""
+    if _MALLINFO2 is None:
+        return 0
+    malloc = _LIBC.malloc
+    before = free_in_chunks() or 0
+    for size in range(16, _TCACHE_LARGEST + 1, 16):
+        for _ in range(_TCACHE_COUNT):
+            malloc(size)
+    size = _LARGEST
+    while size >= 16:
+        while (free_in_chunks() or 0) >= size:
+            top = _MALLINFO2().keepcost
+            malloc(size)
+            if _MALLINFO2().keepcost != top:  # cut from the top: no chunk of this size is left
+                break
+        size //= 2
+    return before - (free_in_chunks() or 0)
 
 
 class AfterLoading:

@@ -53,3 +53,32 @@ def test_only_a_request_that_loaded_modules_gives_back(monkeypatch: pytest.Monke
     loading.check()
     loading.check()
     assert len(calls) == 1
+
+
+#: Holes between live blocks, as a loaded fork server has; then the free chunks are taken and
+#: one more block is allocated. Prints: free bytes before, bytes taken, free bytes after, and
+#: whether the new block lies above every live one (cut from the heap's top, not from a hole).
+HOLES_TAKEN = """
+from spad import freed
+
+blocks = [bytes(4000) + bytes([i % 256]) for i in range(2_000)]
+kept = blocks[::10]
+del blocks
+before = freed.free_in_chunks()
+taken = freed.take_free_chunks()
+after = freed.free_in_chunks()
+new = bytes(4000) + b"new"
+print(before, taken, after, id(new) > max(map(id, kept)))
+"""
+
+
+def test_taking_the_free_chunks_leaves_new_allocations_to_the_top_of_the_heap() -> None:
+    if freed.free_in_chunks() is None:
+        pytest.skip("this C library does not report its heap (mallinfo2)")
+    out = subprocess.run(
+        [sys.executable, "-c", HOLES_TAKEN], capture_output=True, text=True, check=True
+    )
+    before, taken, after, on_top = out.stdout.split()
+    assert int(before) > 4_000_000, out.stdout  # 1,800 freed blocks of 4 KB between live ones
+    assert int(taken) == int(before) and int(after) == 0, out.stdout
+    assert on_top == "True", out.stdout

@@ -25,8 +25,8 @@ import socket
 import sys
 import traceback
 
+from spad import freed, procs
 from spad import home as layout
-from spad import procs
 from spad.executors.local import find_spawner
 from spad.runner import main as runner_main
 
@@ -89,6 +89,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the server's to handle
     find_spawner()  # load the spawn library now: every runner uses this one
     gc.collect()
+    freed.take_free_chunks()  # a runner's allocations go to fresh pages, not our scattered holes
     gc.freeze()  # what is loaded now stays on pages the runners share
     channel = socket.socket(fileno=int(sys.argv[3]))
     serve(os.path.abspath(sys.argv[1]), channel)
