@@ -141,7 +141,7 @@ def main() -> int:
 
         def store_round() -> None:
             store = RunnerStore(db)
-            store.conn.execute("SELECT id FROM runs LIMIT 1").fetchall()
+            store.execute("SELECT id FROM runs LIMIT 1").fetchall()
             store.close()
 
         find_spawner()

@@ -18,14 +18,14 @@ A new status (say ``queued``, for a job a scheduler has not started yet) is a co
 
 from __future__ import annotations
 
-import sqlite3
-
 from spad import states
 from spad.store import runs
 
 TYPE_CHECKING = False  # typing itself is not imported on the runner's path
 if TYPE_CHECKING:
     from typing import Any
+
+    from spad.store.sqlite import Statements
 
 # -- what crosses processes -----------------------------------------------------------------
 
@@ -171,7 +171,7 @@ def check(
 
 
 def move_task(
-    conn: sqlite3.Connection,
+    conn: Statements,
     run_id: int,
     task: str,
     current: str,
@@ -191,7 +191,7 @@ def move_task(
     return written
 
 
-def move_run(conn: sqlite3.Connection, run_id: int, current: str, event: str, target: str) -> None:
+def move_run(conn: Statements, run_id: int, current: str, event: str, target: str) -> None:
     """Move a workflow run from ``current`` to ``target`` on ``event``."""
     check(RUN_MOVES, current, event, target)
     if event == STOP_RUN:
@@ -202,7 +202,7 @@ def move_run(conn: sqlite3.Connection, run_id: int, current: str, event: str, ta
 
 
 def create_run(
-    conn: sqlite3.Connection,
+    conn: Statements,
     workflow_id: int,
     selected: list[str],
     only_task: str | None = None,
@@ -216,7 +216,7 @@ def create_run(
 
 
 def record_transition(
-    conn: sqlite3.Connection,
+    conn: Statements,
     run_id: int,
     task: str | None,
     old: str,
@@ -233,7 +233,7 @@ def record_transition(
 
 
 def _launched(
-    conn: sqlite3.Connection, run_id: int, task: str, status: str, current: str, **d: Any
+    conn: Statements, run_id: int, task: str, status: str, current: str, **d: Any
 ) -> bool:
     # A task may set itself waiting before this write lands: the store keeps its word.
     runs.task_launched(conn, run_id, task, status, **d)
@@ -241,42 +241,36 @@ def _launched(
 
 
 def _not_started(
-    conn: sqlite3.Connection, run_id: int, task: str, status: str, current: str, **d: Any
+    conn: Statements, run_id: int, task: str, status: str, current: str, **d: Any
 ) -> bool:
     runs.task_not_started(conn, run_id, task, status, **d)
     return True
 
 
-def _ended(
-    conn: sqlite3.Connection, run_id: int, task: str, status: str, current: str, **d: Any
-) -> bool:
+def _ended(conn: Statements, run_id: int, task: str, status: str, current: str, **d: Any) -> bool:
     runs.task_ended(conn, run_id, task, status, **d)
     return True
 
 
 def _retrying(
-    conn: sqlite3.Connection, run_id: int, task: str, status: str, current: str, **d: Any
+    conn: Statements, run_id: int, task: str, status: str, current: str, **d: Any
 ) -> bool:
     runs.task_retrying(conn, run_id, task, status, **d)
     return True
 
 
-def _set(
-    conn: sqlite3.Connection, run_id: int, task: str, status: str, current: str, **d: Any
-) -> bool:
+def _set(conn: Statements, run_id: int, task: str, status: str, current: str, **d: Any) -> bool:
     runs.set_task_status(conn, run_id, task, status)
     return True
 
 
-def _closed(
-    conn: sqlite3.Connection, run_id: int, task: str, status: str, current: str, **d: Any
-) -> bool:
+def _closed(conn: Statements, run_id: int, task: str, status: str, current: str, **d: Any) -> bool:
     runs.task_closed(conn, run_id, task, status, **d)
     return True
 
 
 def _set_by_task(
-    conn: sqlite3.Connection, run_id: int, task: str, status: str, current: str, **d: Any
+    conn: Statements, run_id: int, task: str, status: str, current: str, **d: Any
 ) -> bool:
     # The task's own word, written only if nothing moved it meanwhile.
     return runs.set_task_status_if(conn, run_id, task, status, current)

@@ -57,9 +57,9 @@ class EngineRun:
         self.fake = FakeExecutor(self.clock)
         info = RunInfo(self.run_id, "pr1", "w", on_failure, "http://127.0.0.1:1", "t" * 32)
         path = conn.execute("PRAGMA database_list").fetchone()["file"]
-        self.store = RunnerStore(path)  # the runner's connection; the test reads through conn
+        self.store = RunnerStore(path)  # the runner's store; the test reads through conn
         self.engine = Engine(
-            self.store.conn, str(home), info, self._executor, self.timers, self._watch, self._watch
+            self.store, str(home), info, self._executor, self.timers, self._watch, self._watch
         )
 
     def _executor(self, name: str) -> FakeExecutor:
@@ -80,17 +80,17 @@ class EngineRun:
     # -- moving time ---------------------------------------------------------------------------
 
     def start(self) -> EngineRun:
-        with self.store.conn.turn():
+        with self.store.turn():
             self.engine.start()
         return self
 
     def stop(self, mode: str) -> None:
         """The runner's SIGUSR1 (graceful), SIGUSR2 (forced), or a stop request found."""
-        with self.store.conn.turn():
+        with self.store.turn():
             self.engine.stop(mode)
 
     def hard_stop(self, signum: int) -> None:
-        with self.store.conn.turn():
+        with self.store.turn():
             self.engine.hard_stop(signum)
 
     def advance(self, seconds: float) -> None:
@@ -101,7 +101,7 @@ class EngineRun:
             if wake is None or wake > until:
                 break
             self.clock.now = max(self.clock.now, wake)
-            with self.store.conn.turn():
+            with self.store.turn():
                 self.timers.run_due()
                 self.engine.collect()
         if not self.engine.done:  # the clock stops where the run ended

@@ -434,7 +434,8 @@ def test_a_turn_starts_every_task_before_it_writes(make_run: MakeRun) -> None:
         task("bg1", exec="parallel"), task("bg2", exec="parallel"), task("main", exec="await")
     )
     order: list[str] = []
-    run.conn.set_trace_callback(
+    runner_conn = run.store.connection()  # the runner's own, where its writes go
+    runner_conn.set_trace_callback(
         lambda sql: order.append("write") if sql.lstrip().upper().startswith("UPDATE") else None
     )
     start = run.fake.start
@@ -445,6 +446,6 @@ def test_a_turn_starts_every_task_before_it_writes(make_run: MakeRun) -> None:
 
     run.fake.start = recorded_start  # type: ignore[method-assign]
     run.start()
-    run.conn.set_trace_callback(None)
+    runner_conn.set_trace_callback(None)
     assert order[:3] == ["start"] * 3 and "start" not in order[3:]
     assert sorted(run.running()) == ["bg1", "bg2", "main"]

@@ -14,7 +14,7 @@ import pytest
 from spad import states
 from spad.runner.engine import Engine
 from spad.runner.main import Loop
-from spad.store.turns import RunnerStore, TurnStore
+from spad.store.turns import RunnerStore
 from tests.conftest import task
 from tests.unit.engine_run import EngineRun
 from tests.unit.fake_executor import FakeExecutor, Script
@@ -56,7 +56,7 @@ def run_loop(setup: EngineRun, loop: Loop, executor: FakeExecutor, store: Runner
     """The runner's loop over ``setup``'s run until it ends, on the runner's own kind of
     store, with ``executor`` for every task."""
     engine = Engine(
-        store.conn, str(setup.home), setup.engine.info, lambda _: executor, loop.timers,
+        store, str(setup.home), setup.engine.info, lambda _: executor, loop.timers,
         loop.watch, loop.unwatch,
     )  # fmt: skip
     inbox = QuietInbox()
@@ -115,11 +115,10 @@ class CountingStore(RunnerStore):
         super().__init__(path)
         self.opened = self.closed = 0
 
-    @property
-    def conn(self) -> TurnStore:
+    def connection(self) -> sqlite3.Connection:
         if not self.is_open:
             self.opened += 1
-        return super().conn
+        return super().connection()
 
     def close(self) -> None:
         if self.is_open:

@@ -26,6 +26,7 @@ from spad.transitions import CANCEL, END, GIVE_UP, LAUNCH, RETRY, START_FAILED, 
 TYPE_CHECKING = False  # typing itself is not imported on the runner's path
 if TYPE_CHECKING:
     from spad.cgroups import Hierarchy, TaskCgroup
+    from spad.store.sqlite import Statements
 
 #: How long a process group may take to die after SIGKILL before it is called immortal.
 KILL_WAIT = 3.0
@@ -106,7 +107,7 @@ class RunInfo:
 class Engine:
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: Statements,
         home: str,
         info: RunInfo,
         executor_for: Callable[[str], Executor],

@@ -6,13 +6,11 @@ touching it. A child subreaper, so a task's orphaned children are reaped (and ki
 
 from __future__ import annotations
 
-import contextlib
 import os
 import selectors
-import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 from spad import executors, faults, procs, transitions
 from spad import home as layout
@@ -22,11 +20,15 @@ from spad.runner.timers import Timers
 from spad.store import runs
 from spad.store.turns import RunnerStore, StoreFull, patiently, say
 
+TYPE_CHECKING = False  # typing itself is not imported on the runner's path
+if TYPE_CHECKING:
+    from spad.store.sqlite import Statements
+
 #: The exit code of a runner whose store's disk is full: the server resumes its run (EX_TEMPFAIL).
 EXIT_STORE_FULL = 75
 
 
-def load_info(home: str, conn: sqlite3.Connection, run_id: int) -> tuple[RunInfo, str | None]:
+def load_info(home: str, conn: Statements, run_id: int) -> tuple[RunInfo, str | None]:
     """The run as the engine needs it, and the stop already asked of it (if any)."""
     row = runs.with_names(conn, run_id)
     if row is None:
@@ -65,7 +67,8 @@ class Loop:
     def run(self, engine: Engine, inbox: SignalInbox, store: RunnerStore) -> None:
         """Each turn's transitions commit together, before the loop waits again: one commit
         where a task ends and the next starts, one for a hundred tasks started at once. The
-        store is closed while nothing happens (see :class:`RunnerStore`)."""
+        store is closed once no statement has needed it for a while (see :class:`RunnerStore`).
+        """
         self.watch(inbox.fileno(), lambda: self._on_signals(engine, inbox))
         for executor in engine.executors.values():
             executor.attach(self)
@@ -75,30 +78,23 @@ class Loop:
             interval = executor.poll_interval()
             if interval is not None:
                 self._every(interval, engine)
-        with self._turn(engine, store):
+        with store.turn():
             engine.start()
         while not engine.done:
             timeout = self.timers.timeout()
-            if store.is_open and (timeout is None or timeout > store.IDLE_CLOSE):
-                ready = self.selector.select(store.IDLE_CLOSE)
-                if not ready:  # idle: no deadline is due before the next wait ends
+            closing = store.close_in()
+            if closing is not None and (timeout is None or closing < timeout):
+                ready = self.selector.select(closing)
+                if not ready:  # no deadline is due before the store is to be closed
                     store.close()
                     continue
             else:
                 ready = self.selector.select(timeout)
-            with self._turn(engine, store):
+            with store.turn():
                 for key, _ in ready:
                     key.data()
                 self.timers.run_due()
                 engine.collect()
-
-    @staticmethod
-    @contextlib.contextmanager
-    def _turn(engine: Engine, store: RunnerStore) -> Iterator[None]:
-        """One turn on the store's connection, opened again if the loop closed it."""
-        engine.conn = store.conn
-        with store.conn.turn():
-            yield
 
     def _every(self, interval: float, engine: Engine) -> None:
         """Wake the loop every ``interval`` seconds while the run goes on."""
@@ -144,15 +140,14 @@ def carry_out(home: str, run_id: int, inbox: SignalInbox) -> int:
     # A runner reads and writes a few rows of its own run: a small page cache is plenty, and
     # each runner's cache is private memory (a thousand runners, a thousand caches).
     store = RunnerStore(os.path.join(home, layout.DB), cache_kib=128)
-    conn = store.conn
     pid = os.getpid()
-    if not patiently(lambda: runs.claim(conn, run_id, pid, procs.identity(pid))):
+    if not patiently(lambda: runs.claim(store, run_id, pid, procs.identity(pid))):
         say(f"run {run_id} is finished, superseded or another runner's: leaving it alone")
         return 0
     loop = Loop()
-    info, stop_request = load_info(home, conn, run_id)
+    info, stop_request = load_info(home, store, run_id)
     engine = Engine(
-        conn,
+        store,
         home,
         info,
         lambda name: executors.load(name, home),
@@ -162,7 +157,7 @@ def carry_out(home: str, run_id: int, inbox: SignalInbox) -> int:
     )
     try:
         if stop_request:
-            with conn.turn():
+            with store.turn():
                 engine.stop(stop_request)
         loop.run(engine, inbox, store)
     finally:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import sqlite3
 import time
 
+TYPE_CHECKING = False  # typing itself is not imported on the runner's path
+if TYPE_CHECKING:
+    from spad.store.sqlite import Statements
+
 Row = sqlite3.Row
 
 #: ``runs.finished``: 0 unfinished (to be resumed), 1 finished, 2 cut short and resumed
@@ -37,7 +41,7 @@ def in_seconds(seconds: float) -> str:
 
 
 def create(
-    conn: sqlite3.Connection,
+    conn: Statements,
     workflow_id: int,
     selected: list[str],
     only_task: str | None = None,
@@ -62,7 +66,7 @@ def create(
     return run_id
 
 
-def claim(conn: sqlite3.Connection, run_id: int, pid: int, identity: str | None) -> bool:
+def claim(conn: Statements, run_id: int, pid: int, identity: str | None) -> bool:
     """The runner ``pid`` takes its run: only an unfinished run that no other runner holds and
     that the server has not given up (see :func:`disown`). False: leave the run alone."""
     cursor = conn.execute(
@@ -77,18 +81,18 @@ def claim(conn: sqlite3.Connection, run_id: int, pid: int, identity: str | None)
 DISOWNED = 0
 
 
-def disown(conn: sqlite3.Connection, run_id: int) -> None:
+def disown(conn: Statements, run_id: int) -> None:
     """The server found no live runner: from now on none may claim the run (a runner started
     just before a crash of the server, and slow to come up, refuses it)."""
     conn.execute("UPDATE runs SET runner_pid = ? WHERE id = ?", (DISOWNED, run_id))
 
 
-def get(conn: sqlite3.Connection, run_id: int) -> Row | None:
+def get(conn: Statements, run_id: int) -> Row | None:
     row: Row | None = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
     return row
 
 
-def with_names(conn: sqlite3.Connection, run_id: int) -> Row | None:
+def with_names(conn: Statements, run_id: int) -> Row | None:
     """The run with its workflow's ``on_failure`` and the names of its project and workflow."""
     row: Row | None = conn.execute(
         "SELECT r.*, w.name AS workflow, w.on_failure, p.name AS project FROM runs r"
@@ -99,7 +103,7 @@ def with_names(conn: sqlite3.Connection, run_id: int) -> Row | None:
     return row
 
 
-def latest(conn: sqlite3.Connection, workflow_id: int) -> Row | None:
+def latest(conn: Statements, workflow_id: int) -> Row | None:
     row: Row | None = conn.execute(
         "SELECT * FROM runs WHERE workflow_id = ? ORDER BY id DESC LIMIT 1", (workflow_id,)
     ).fetchone()
@@ -113,20 +117,20 @@ _UNFINISHED = (
 )
 
 
-def unfinished(conn: sqlite3.Connection, workflow_id: int | None = None) -> list[Row]:
+def unfinished(conn: Statements, workflow_id: int | None = None) -> list[Row]:
     """Runs not finished, with their project and workflow names."""
     if workflow_id is None:
         return conn.execute(_UNFINISHED + " ORDER BY r.id").fetchall()
     return conn.execute(_UNFINISHED + " AND r.workflow_id = ?", (workflow_id,)).fetchall()
 
 
-def tasks(conn: sqlite3.Connection, run_id: int) -> list[Row]:
+def tasks(conn: Statements, run_id: int) -> list[Row]:
     return conn.execute(
         "SELECT * FROM run_tasks WHERE run_id = ? ORDER BY place", (run_id,)
     ).fetchall()
 
 
-def waiting_tasks(conn: sqlite3.Connection, run_id: int) -> set[str]:
+def waiting_tasks(conn: Statements, run_id: int) -> set[str]:
     """Names of the run's tasks that set themselves ``waiting``."""
     rows = conn.execute(
         "SELECT name FROM run_tasks WHERE run_id = ? AND status = 'waiting'", (run_id,)
@@ -134,7 +138,7 @@ def waiting_tasks(conn: sqlite3.Connection, run_id: int) -> set[str]:
     return {row["name"] for row in rows}
 
 
-def live_task_pids(conn: sqlite3.Connection, run_id: int) -> list[tuple[int, str | None]]:
+def live_task_pids(conn: Statements, run_id: int) -> list[tuple[int, str | None]]:
     """``(pid, identity)`` of the run's tasks whose attempt has not ended."""
     rows = conn.execute(
         "SELECT pid, pid_identity FROM run_tasks WHERE run_id = ? AND pid > 0 AND ended_at IS NULL",
@@ -143,14 +147,14 @@ def live_task_pids(conn: sqlite3.Connection, run_id: int) -> list[tuple[int, str
     return [(int(row["pid"]), row["pid_identity"]) for row in rows]
 
 
-def record_heartbeat(conn: sqlite3.Connection, run_id: int, name: str, at: float) -> None:
+def record_heartbeat(conn: Statements, run_id: int, name: str, at: float) -> None:
     """A running task said it is alive at ``at`` (seconds since the epoch)."""
     conn.execute(
         "UPDATE run_tasks SET heartbeat_at = ? WHERE run_id = ? AND name = ?", (at, run_id, name)
     )
 
 
-def heartbeat_at(conn: sqlite3.Connection, run_id: int, name: str) -> float:
+def heartbeat_at(conn: Statements, run_id: int, name: str) -> float:
     """When the task last said it is alive (0: never)."""
     row = conn.execute(
         "SELECT heartbeat_at FROM run_tasks WHERE run_id = ? AND name = ?", (run_id, name)
@@ -158,7 +162,7 @@ def heartbeat_at(conn: sqlite3.Connection, run_id: int, name: str) -> float:
     return float(row["heartbeat_at"] or 0.0) if row else 0.0
 
 
-def task(conn: sqlite3.Connection, run_id: int, name: str) -> Row | None:
+def task(conn: Statements, run_id: int, name: str) -> Row | None:
     row: Row | None = conn.execute(
         "SELECT * FROM run_tasks WHERE run_id = ? AND name = ?", (run_id, name)
     ).fetchone()
@@ -168,7 +172,7 @@ def task(conn: sqlite3.Connection, run_id: int, name: str) -> Row | None:
 # -- named writes: a status only through :mod:`spad.transitions` -------------------------------
 
 
-def set_runner(conn: sqlite3.Connection, run_id: int, pid: int, identity: str | None) -> bool:
+def set_runner(conn: Statements, run_id: int, pid: int, identity: str | None) -> bool:
     """The process the server started for the run (its identity: see :mod:`spad.procs`),
     unless another runner claimed the run first: a fork server that answered too late may
     have forked one after the server started another, and the run has one runner, the first
@@ -181,21 +185,21 @@ def set_runner(conn: sqlite3.Connection, run_id: int, pid: int, identity: str | 
     return cursor.rowcount > 0
 
 
-def request_stop(conn: sqlite3.Connection, run_id: int, mode: str) -> None:
+def request_stop(conn: Statements, run_id: int, mode: str) -> None:
     """Record a stop request (``transitions.GRACEFUL`` or ``FORCED``) before it is signalled."""
     conn.execute("UPDATE runs SET stop_request = ? WHERE id = ?", (mode, run_id))
 
 
-def supersede(conn: sqlite3.Connection, run_id: int) -> None:
+def supersede(conn: Statements, run_id: int) -> None:
     """The run was cut short and is resumed as a newer run: its record is final."""
     conn.execute("UPDATE runs SET finished = ? WHERE id = ?", (SUPERSEDED, run_id))
 
 
-def mark_stopping(conn: sqlite3.Connection, run_id: int) -> None:
+def mark_stopping(conn: Statements, run_id: int) -> None:
     conn.execute("UPDATE runs SET status = 'stopping' WHERE id = ?", (run_id,))
 
 
-def end(conn: sqlite3.Connection, run_id: int, status: str, finished: bool) -> None:
+def end(conn: Statements, run_id: int, status: str, finished: bool) -> None:
     """The run ended with ``status``: for good (``finished``), or to be resumed."""
     conn.execute(
         "UPDATE runs SET status = ?, finished = ?, ended_at = ? WHERE id = ?",
@@ -204,7 +208,7 @@ def end(conn: sqlite3.Connection, run_id: int, status: str, finished: bool) -> N
 
 
 def task_launched(
-    conn: sqlite3.Connection,
+    conn: Statements,
     run_id: int,
     name: str,
     status: str,
@@ -223,7 +227,7 @@ def task_launched(
 
 
 def task_not_started(
-    conn: sqlite3.Connection,
+    conn: Statements,
     run_id: int,
     name: str,
     status: str,
@@ -242,7 +246,7 @@ def task_not_started(
 
 
 def task_ended(
-    conn: sqlite3.Connection,
+    conn: Statements,
     run_id: int,
     name: str,
     status: str,
@@ -257,7 +261,7 @@ def task_ended(
     )
 
 
-def task_closed(conn: sqlite3.Connection, run_id: int, name: str, status: str) -> None:
+def task_closed(conn: Statements, run_id: int, name: str, status: str) -> None:
     """A task recorded as over without an exit code of its own (swept, or an immortal that
     died); an end already recorded is kept."""
     conn.execute(
@@ -268,7 +272,7 @@ def task_closed(conn: sqlite3.Connection, run_id: int, name: str, status: str) -
 
 
 def task_retrying(
-    conn: sqlite3.Connection, run_id: int, name: str, status: str, next_attempt_at: str
+    conn: Statements, run_id: int, name: str, status: str, next_attempt_at: str
 ) -> None:
     """A failed task waits for its next attempt, due at ``next_attempt_at``."""
     conn.execute(
@@ -277,14 +281,14 @@ def task_retrying(
     )
 
 
-def set_task_status(conn: sqlite3.Connection, run_id: int, name: str, status: str) -> None:
+def set_task_status(conn: Statements, run_id: int, name: str, status: str) -> None:
     conn.execute(
         "UPDATE run_tasks SET status = ? WHERE run_id = ? AND name = ?", (status, run_id, name)
     )
 
 
 def set_task_status_if(
-    conn: sqlite3.Connection, run_id: int, name: str, status: str, expected: str
+    conn: Statements, run_id: int, name: str, status: str, expected: str
 ) -> bool:
     """Change a task's status only if it is still ``expected``; True when it changed."""
     cursor = conn.execute(
@@ -294,7 +298,7 @@ def set_task_status_if(
     return cursor.rowcount > 0
 
 
-def uses_executor(conn: sqlite3.Connection, workflow_id: int, executor: str) -> bool:
+def uses_executor(conn: Statements, workflow_id: int, executor: str) -> bool:
     """Whether a task of the workflow would run with ``executor``."""
     row = conn.execute(
         f"SELECT 1 FROM tasks WHERE workflow_id = ? AND {_EXECUTOR} = ? LIMIT 1",
@@ -303,7 +307,7 @@ def uses_executor(conn: sqlite3.Connection, workflow_id: int, executor: str) -> 
     return row is not None
 
 
-def run_uses_executor(conn: sqlite3.Connection, run_id: int, executor: str) -> bool:
+def run_uses_executor(conn: Statements, run_id: int, executor: str) -> bool:
     """Whether a task of the run runs with ``executor``."""
     row = conn.execute(
         "SELECT 1 FROM run_tasks WHERE run_id = ? AND executor = ? LIMIT 1", (run_id, executor)
@@ -311,12 +315,12 @@ def run_uses_executor(conn: sqlite3.Connection, run_id: int, executor: str) -> b
     return row is not None
 
 
-def set_task_job(conn: sqlite3.Connection, run_id: int, name: str, job: str | None) -> None:
+def set_task_job(conn: Statements, run_id: int, name: str, job: str | None) -> None:
     """The scheduler's id of the task's current job (not a status: no transition)."""
     conn.execute("UPDATE run_tasks SET job = ? WHERE run_id = ? AND name = ?", (job, run_id, name))
 
 
-def unsettled_slurm_runs(conn: sqlite3.Connection, active: tuple[str, ...]) -> list[int]:
+def unsettled_slurm_runs(conn: Statements, active: tuple[str, ...]) -> list[int]:
     """Runs whose runner is gone (finished or resumed) with a Slurm task still in one of
     ``active``: a settling of their jobs was cut short."""
     marks = ",".join("?" * len(active))
@@ -328,7 +332,7 @@ def unsettled_slurm_runs(conn: sqlite3.Connection, active: tuple[str, ...]) -> l
     return [row[0] for row in rows]
 
 
-def immortal_tasks(conn: sqlite3.Connection) -> list[Row]:
+def immortal_tasks(conn: Statements) -> list[Row]:
     """Tasks that outlived SIGKILL and have not been seen to die yet."""
     return conn.execute(
         "SELECT * FROM run_tasks WHERE status LIKE 'immortal(%' AND ended_at IS NULL"
@@ -341,7 +345,7 @@ _STATUS_FIELDS = (
 
 
 def status_rows_json(
-    conn: sqlite3.Connection,
+    conn: Statements,
     workflow_id: int,
     run: Row | None,
     defined_since: bool = True,
@@ -383,7 +387,7 @@ def status_rows_json(
     return str(row[0])
 
 
-def overview(conn: sqlite3.Connection, project_id: int) -> list[Row]:
+def overview(conn: Statements, project_id: int) -> list[Row]:
     """Each workflow of a project with its latest run and that run's restarts, in one query
     (``list`` of a thousand workflows is one statement, not two thousand)."""
     return conn.execute(
@@ -397,7 +401,7 @@ def overview(conn: sqlite3.Connection, project_id: int) -> list[Row]:
     ).fetchall()
 
 
-def history(conn: sqlite3.Connection, workflow_id: int, limit: int) -> list[Row]:
+def history(conn: Statements, workflow_id: int, limit: int) -> list[Row]:
     """A workflow's runs, newest first."""
     return conn.execute(
         "SELECT * FROM runs WHERE workflow_id = ? ORDER BY id DESC LIMIT ?", (workflow_id, limit)
@@ -416,7 +420,7 @@ def ended_by(run: Row) -> str | None:
     return "finished" if run["status"] == "success0" else "failed"
 
 
-def older_than_newest(conn: sqlite3.Connection, workflow_id: int, keep: int) -> list[int]:
+def older_than_newest(conn: Statements, workflow_id: int, keep: int) -> list[int]:
     """Runs of a workflow beyond its newest ``keep``, except unfinished ones (they will be
     resumed) and those a newer unfinished run was resumed from."""
     rows = conn.execute(
@@ -429,6 +433,6 @@ def older_than_newest(conn: sqlite3.Connection, workflow_id: int, keep: int) -> 
     return [row[0] for row in rows]
 
 
-def delete(conn: sqlite3.Connection, run_ids: list[int]) -> None:
+def delete(conn: Statements, run_ids: list[int]) -> None:
     marks = ",".join("?" * len(run_ids))
     conn.execute(f"DELETE FROM runs WHERE id IN ({marks})", run_ids)

@@ -14,9 +14,27 @@ from contextlib import contextmanager
 
 TYPE_CHECKING = False  # typing itself is not imported on the runner's path
 if TYPE_CHECKING:
-    from typing import TypeVar
+    from typing import Any, Protocol, TypeVar
 
     C = TypeVar("C", bound=sqlite3.Connection)
+
+    class Result(Protocol):
+        """What a statement gives back: a cursor, or a runner's write kept for its turn's end."""
+
+        @property
+        def rowcount(self) -> int: ...
+        @property
+        def lastrowid(self) -> int | None: ...
+        def fetchone(self) -> Any: ...
+        def fetchall(self) -> list[Any]: ...
+        def __iter__(self) -> Iterator[Any]: ...
+
+    class Statements(Protocol):
+        """What the store's queries ask of a connection: a ``sqlite3.Connection`` (the server's),
+        or the runner's :class:`~spad.store.turns.RunnerStore`."""
+
+        def execute(self, sql: str, parameters: Any = ..., /) -> Result: ...
+
 
 #: How long a runner's (or the watcher's) write waits for another writer before it is refused.
 BUSY_TIMEOUT_MS = 10_000

@@ -1,6 +1,6 @@
-"""The runner's connection to spa.db: the writes of one loop turn are made together at its
-end, and made again until they commit, so a store that refuses them for a while never ends
-the run.
+"""The runner's spa.db: opened when a statement needs it, closed while the runner idles; the
+writes of one loop turn made together at its end, and made again until they commit, so a
+store that refuses them for a while never ends the run.
 
 Inside a turn a write (``INSERT``, ``UPDATE``, ``DELETE``, ``REPLACE``) is only kept; the
 turn's end makes the kept writes in one ``BEGIN IMMEDIATE`` transaction. The write lock is so
@@ -10,10 +10,10 @@ machine) made every other writer, the server first, sleep in SQLite's busy wait.
 inside a turn first makes the writes kept so far, so the engine always reads what it wrote
 (a turn that reads after writing commits twice: the common turns do not, and a stop reads the
 waiting tasks before it writes).
-A write's result is not known inside a turn: it returns an empty cursor (``rowcount`` -1),
-and the engine uses none. A lock is waited out (a runner waits rather than dies); a full disk
-ends the runner (:class:`StoreFull`), which the server resumes as a new run once it can
-write. Standard library only.
+A write's result is not known inside a turn (:data:`KEPT`: ``rowcount`` -1, no rows), and the
+engine uses none. A lock is waited out (a runner waits rather than dies); a full disk ends the
+runner (:class:`StoreFull`), which the server resumes as a new run once it can write.
+Standard library only.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Iterator
 
 from spad import freed
@@ -41,24 +42,74 @@ class StoreFull(Exception):
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 
-class TurnStore(sqlite3.Connection):
-    """A connection whose writes inside :meth:`turn` are kept and made at the turn's end."""
+class Kept:
+    """What a write kept for its turn's end gives back: its result is not known yet."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    rowcount = -1
+    lastrowid = None
+
+    def fetchone(self) -> None:
+        return None
+
+    def fetchall(self) -> list[Any]:
+        return []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+
+KEPT = Kept()
+
+
+class RunnerStore:
+    """The runner's connection to spa.db, opened by the first statement that needs it and closed
+    by the loop once no statement has needed it for :data:`IDLE_CLOSE` seconds.
+
+    An open connection holds shared locks on spa.db and its ``-shm`` for as long as it lives,
+    and the kernel walks all of a file's locks on every lock call (and at every exec of a
+    task, which closes the inherited descriptors): a thousand idle runners holding theirs made
+    each write of the others pay for a thousand (W8, bench/scale.py). The connection's page
+    cache, schema and statements are also private memory of each runner. Opening it again
+    costs about 0.4 ms (most of it loading the schema), so a turn that needs no statement (a
+    task's output, a timer that only signals) does not open it: a runner whose task prints a
+    line every second opened spa.db at each line before.
+    """
+
+    #: Seconds without a statement before the connection is closed: long enough that a run
+    #: whose tasks end one after another keeps it, short enough that a started run soon lets go.
+    IDLE_CLOSE = 0.2
+
+    def __init__(self, path: str, cache_kib: int = 128) -> None:
+        self.path = path
+        self.cache_kib = cache_kib
+        self._conn: sqlite3.Connection | None = None
         self._kept: list[tuple[str, Any]] | None = None
+        self._used = 0.0  # time.monotonic() of the last statement
 
-    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
+
+    def close_in(self) -> float | None:
+        """Seconds until the open connection has gone unused for :data:`IDLE_CLOSE` (0 when it
+        has); None when it is closed."""
+        if self._conn is None:
+            return None
+        return max(0.0, self._used + self.IDLE_CLOSE - time.monotonic())
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor | Kept:
         kept = self._kept
-        if kept is None:
-            return super().execute(sql, parameters)
-        if sql.lstrip()[:7].upper().startswith(WRITES):
+        if kept is not None and sql.lstrip()[:7].upper().startswith(WRITES):
             kept.append((sql, parameters))
-            return self.cursor()  # a write's result is not known before the turn's end
+            return KEPT  # a write's result is not known before the turn's end
+        conn = self.connection()
         if kept:  # a read sees what this turn wrote before it
-            self._write(kept)
+            self._write(conn, kept)
             kept.clear()
-        return super().execute(sql, parameters)
+        try:
+            return conn.execute(sql, parameters)
+        finally:
+            self._used = time.monotonic()
 
     @contextlib.contextmanager
     def turn(self) -> Iterator[None]:
@@ -73,12 +124,28 @@ class TurnStore(sqlite3.Connection):
         finally:
             self._kept = None
         if kept:
-            self._write(kept)
+            self._write(self.connection(), kept)
+            self._used = time.monotonic()
 
-    def _write(self, kept: list[tuple[str, Any]]) -> None:
+    def close(self) -> None:
+        """Close the connection and give its freed memory back to the system."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+            freed.give_back()  # an idle runner has no later to keep freed memory for
+
+    def connection(self) -> sqlite3.Connection:
+        """The connection, opened now if it is closed."""
+        if self._conn is None:
+            self._conn = connect_as(
+                sqlite3.Connection, self.path, cache_kib=self.cache_kib, wal=False
+            )
+        return self._conn
+
+    def _write(self, conn: sqlite3.Connection, kept: list[tuple[str, Any]]) -> None:
         """Until the kept writes commit: each try waits up to the busy timeout for the lock."""
         said = False
-        while (refusal := self._try_once(kept)) is not None:
+        while (refusal := self._try_once(conn, kept)) is not None:
             if trouble(refusal) == FULL:
                 raise StoreFull(str(refusal))
             if not said:
@@ -87,59 +154,22 @@ class TurnStore(sqlite3.Connection):
         if said:
             say("spa.db written again: going on")
 
-    def _try_once(self, kept: list[tuple[str, Any]]) -> sqlite3.OperationalError | None:
+    @staticmethod
+    def _try_once(
+        conn: sqlite3.Connection, kept: list[tuple[str, Any]]
+    ) -> sqlite3.OperationalError | None:
         try:
-            super().execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
             for sql, parameters in kept:
-                super().execute(sql, parameters)
-            super().execute("COMMIT")
+                conn.execute(sql, parameters)
+            conn.execute("COMMIT")
         except BaseException as exc:
-            if self.in_transaction:  # a full disk may have rolled it back already
-                super().execute("ROLLBACK")
+            if conn.in_transaction:  # a full disk may have rolled it back already
+                conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.OperationalError) and trouble(exc):
                 return exc
             raise
         return None
-
-
-class RunnerStore:
-    """The runner's spa.db: a :class:`TurnStore` open while the runner works, closed while it
-    idles.
-
-    An open connection holds shared locks on spa.db and its ``-shm`` for as long as it lives,
-    and the kernel walks all of a file's locks on every lock call (and at every exec of a
-    task, which closes the inherited descriptors): a thousand idle runners holding theirs made
-    each write of the others pay for a thousand (W8, bench/scale.py). The connection's page
-    cache, schema and statements are also private memory of each runner. So the loop closes
-    it once the runner has had nothing to do for :data:`IDLE_CLOSE` seconds; the next turn
-    opens it again (about 0.4 ms in a forked runner, most of it loading the schema).
-    """
-
-    #: Seconds without a wake before the connection is closed: long enough that a run whose
-    #: tasks end one after another keeps it, short enough that a started run soon lets go.
-    IDLE_CLOSE = 0.2
-
-    def __init__(self, path: str, cache_kib: int = 128) -> None:
-        self.path = path
-        self.cache_kib = cache_kib
-        self._conn: TurnStore | None = None
-
-    @property
-    def is_open(self) -> bool:
-        return self._conn is not None
-
-    @property
-    def conn(self) -> TurnStore:
-        if self._conn is None:
-            self._conn = connect_as(TurnStore, self.path, cache_kib=self.cache_kib, wal=False)
-        return self._conn
-
-    def close(self) -> None:
-        """Close the connection and give its freed memory back to the system."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-            freed.give_back()  # an idle runner has no later to keep freed memory for
 
 
 def patiently(write: Callable[[], T]) -> T:
