@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from spad import freed
-from spad.store.sqlite import FULL, connect_as, trouble
+from spad.store.sqlite import FULL, begin_immediate, connect_as, trouble
 
 TYPE_CHECKING = False  # typing itself is not imported on the runner's path
 if TYPE_CHECKING:
@@ -159,7 +159,7 @@ class RunnerStore:
         conn: sqlite3.Connection, kept: list[tuple[str, Any]]
     ) -> sqlite3.OperationalError | None:
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            begin_immediate(conn)
             for sql, parameters in kept:
                 conn.execute(sql, parameters)
             conn.execute("COMMIT")

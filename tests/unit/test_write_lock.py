@@ -1,0 +1,66 @@
+"""A writer waits for spa.db's write lock in pauses of 0.1 to 2 ms (SQLite's own handler sleeps
+1, 2, 5 ... 100 ms), up to its connection's busy timeout, which it leaves as it found it."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from spad.store import sqlite as store
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> str:
+    db = str(tmp_path / "spa.db")
+    with sqlite3.connect(db) as setup:
+        setup.execute("PRAGMA journal_mode = WAL")
+        setup.execute("CREATE TABLE t (v INTEGER)")
+    return db
+
+
+def busy_timeout(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+
+
+def test_the_lock_is_taken_soon_after_the_holder_lets_go(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder = sqlite3.connect(path, isolation_level=None)
+    writer = sqlite3.connect(path, isolation_level=None, timeout=10)
+    holder.execute("BEGIN IMMEDIATE")
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 6:
+            holder.execute("COMMIT")  # the holder lets go during the sixth pause
+
+    monkeypatch.setattr("spad.store.sqlite.time.sleep", pause)
+    store.begin_immediate(writer)
+    assert writer.in_transaction and len(pauses) == 6
+    assert all(p <= store.LONGEST_PAUSE * 1.5 for p in pauses), pauses
+    assert pauses[0] < pauses[-1]  # doubling from 0.1 ms
+    writer.execute("ROLLBACK")
+    assert busy_timeout(writer) == 10_000  # left as it was
+    holder.close()
+    writer.close()
+
+
+def test_a_lock_held_past_the_busy_timeout_is_refused(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    holder = sqlite3.connect(path, isolation_level=None)
+    writer = sqlite3.connect(path, isolation_level=None, timeout=0.05)
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError) as refused:
+        store.begin_immediate(writer)
+    assert store.trouble(refused.value) == store.BUSY
+    assert not writer.in_transaction and busy_timeout(writer) == 50
+    holder.execute("COMMIT")
+    with store.transaction(writer):  # free again: taken at once
+        writer.execute("INSERT INTO t VALUES (1)")
+    assert holder.execute("SELECT v FROM t").fetchall() == [(1,)]
+    holder.close()
+    writer.close()
