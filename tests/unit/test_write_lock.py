@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from spad.store import audit
 from spad.store import sqlite as store
 
 
@@ -64,3 +65,28 @@ def test_a_lock_held_past_the_busy_timeout_is_refused(
     assert holder.execute("SELECT v FROM t").fetchall() == [(1,)]
     holder.close()
     writer.close()
+
+
+def test_an_audit_row_waits_for_the_lock_in_the_same_pauses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Written after every call that changes something: a lone INSERT waited in SQLite's
+    handler, sleeping 1 ms and more while runners took the lock in turn."""
+    db = tmp_path / "spa.db"
+    server = store.connect(db, busy_timeout_ms=store.SERVER_BUSY_TIMEOUT_MS)
+    store.migrate(server)
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 3:
+            holder.execute("COMMIT")
+
+    monkeypatch.setattr("spad.store.sqlite.time.sleep", pause)
+    audit.record(server, "stop", "local", "ok")
+    assert len(pauses) == 3 and not server.in_transaction
+    assert [row["method"] for row in audit.latest(server, 5)] == ["stop"]
+    holder.close()
+    server.close()

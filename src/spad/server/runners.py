@@ -184,7 +184,9 @@ class Runners:
         faults.crash_point(faults.RUNNER_SPAWNED)
         identity = procs.identity(pid)
         try:
-            if not runs.set_runner(self.conn, run_id, pid, identity):
+            with transaction(self.conn):  # its pauses for the lock are short (begin_immediate)
+                recorded = runs.set_runner(self.conn, run_id, pid, identity)
+            if not recorded:
                 log.warning("run %s has another runner already: runner %s leaves it", run_id, pid)
         except sqlite3.OperationalError as exc:
             # The runner records itself when it claims the run; we watch it all the same.
@@ -364,6 +366,8 @@ class Runners:
     def _prune(self, workflow_id: int) -> None:
         """Keep the workflow's newest ``[retention] runs`` runs: older rows and log folders go
         (rows first: a folder without its row is only disk, a row without its folder a lie)."""
+        if not runs.older_than_newest(self.conn, workflow_id, self.policy.runs):
+            return  # the common case: nothing to delete, and no write lock taken to know it
         with transaction(self.conn):
             old = runs.older_than_newest(self.conn, workflow_id, self.policy.runs)
             if old:

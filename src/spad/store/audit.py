@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from spad.store.runs import now
+from spad.store.sqlite import transaction
 
 MAX_DETAIL = 500
 
@@ -12,10 +13,19 @@ MAX_DETAIL = 500
 def record(
     conn: sqlite3.Connection, method: str, client: str, outcome: str, detail: str = ""
 ) -> int:
-    """Add a row to the trail; returns its id."""
+    """Add a row to the trail; returns its id. Written in a transaction of its own unless one
+    is under way: ``transaction`` waits for the write lock in short pauses, where a lone
+    statement would wait in SQLite's busy handler (1, 2, 5 ... ms a sleep)."""
+    row = (now(), _storable(method), client, _storable(outcome), _storable(detail))
+    if conn.in_transaction:
+        return _insert(conn, row)
+    with transaction(conn):
+        return _insert(conn, row)
+
+
+def _insert(conn: sqlite3.Connection, row: tuple[str, ...]) -> int:
     cursor = conn.execute(
-        "INSERT INTO audit (at, method, client, outcome, detail) VALUES (?, ?, ?, ?, ?)",
-        (now(), _storable(method), client, _storable(outcome), _storable(detail)),
+        "INSERT INTO audit (at, method, client, outcome, detail) VALUES (?, ?, ?, ?, ?)", row
     )
     return int(cursor.lastrowid or 0)
 
