@@ -18,6 +18,7 @@ from spad.runner.engine import Engine, RunInfo
 from spad.runner.signals import FORCED, GRACEFUL, HARD, SignalInbox
 from spad.runner.timers import Timers
 from spad.store import runs
+from spad.store.sqlite import transaction
 from spad.store.turns import RunnerStore, StoreFull, patiently, say
 
 TYPE_CHECKING = False  # typing itself is not imported on the runner's path
@@ -141,7 +142,13 @@ def carry_out(home: str, run_id: int, inbox: SignalInbox) -> int:
     # each runner's cache is private memory (a thousand runners, a thousand caches).
     store = RunnerStore(os.path.join(home, layout.DB), cache_kib=128)
     pid = os.getpid()
-    if not patiently(lambda: runs.claim(store, run_id, pid, procs.identity(pid))):
+    identity = procs.identity(pid)
+
+    def claim() -> bool:
+        with transaction(store.connection()) as conn:  # short pauses for the lock
+            return runs.claim(conn, run_id, pid, identity)
+
+    if not patiently(claim):
         say(f"run {run_id} is finished, superseded or another runner's: leaving it alone")
         return 0
     loop = Loop()
