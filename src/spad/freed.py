@@ -58,6 +58,10 @@ _LARGEST = 64 * 1024
 #: steps of 16; they count as in use, so they are emptied by size.
 _TCACHE_LARGEST = 1032
 _TCACHE_COUNT = 7
+#: A bound on the allocations made to take the free chunks (a loaded fork server has about a
+#: hundred): whatever the C library does, the fork server's start ends.
+_MOST_TRIES = 20_000
+_MOST_IDLE = 32
 
 
 def give_back() -> None:
@@ -87,13 +91,19 @@ def take_free_chunks() -> int:
     for size in range(16, _TCACHE_LARGEST + 1, 16):
         for _ in range(_TCACHE_COUNT):
             malloc(size)
-    size = _LARGEST
-    while size >= 16:
-        while (free_in_chunks() or 0) >= size:
-            top = _MALLINFO2().keepcost
-            malloc(size)
+    size, tries = _LARGEST, 0
+    while size >= 16 and tries < _MOST_TRIES:
+        idle = 0  # allocations in a row that took no free chunk
+        while tries < _MOST_TRIES and idle < _MOST_IDLE:
+            tries += 1
+            free, top = free_in_chunks() or 0, _MALLINFO2().keepcost
+            if free < size or not malloc(size):  # nothing of this size left, or no memory
+                break
             if _MALLINFO2().keepcost != top:  # cut from the top: no chunk of this size is left
                 break
+            # Not from a free chunk either: from the thread cache (refilled by what was freed
+            # meanwhile), or mapped apart (a lowered mmap threshold). Some in a row end the size.
+            idle = idle + 1 if (free_in_chunks() or 0) == free else 0
         size //= 2
     return before - (free_in_chunks() or 0)
 

@@ -18,6 +18,8 @@ A new status (say ``queued``, for a job a scheduler has not started yet) is a co
 
 from __future__ import annotations
 
+import sqlite3
+
 from spad import states
 from spad.store import runs
 
@@ -202,7 +204,7 @@ def move_run(conn: Statements, run_id: int, current: str, event: str, target: st
 
 
 def create_run(
-    conn: Statements,
+    conn: sqlite3.Connection,
     workflow_id: int,
     selected: list[str],
     only_task: str | None = None,

@@ -139,3 +139,36 @@ def test_an_idle_loop_closes_the_store_and_opens_it_again_for_the_next_turn(
     run_loop(setup, loop, executor, store)
     assert setup.statuses() == {"a": states.SUCCESS, "b": states.SUCCESS}
     assert (store.opened, store.closed) == (2, 2)  # closed while a ran, and at the end
+
+
+class AlwaysReadyFake(SelfWakingFake):
+    """Its descriptor stays readable, as the pipe of a task that writes without pause does:
+    every wait of the loop returns at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready, self._writer = os.pipe()
+        os.write(self._writer, b"x")  # never read
+
+    def wakeup_fd(self) -> int:
+        return self.ready
+
+    def close_pipe(self) -> None:
+        os.close(self.ready)
+        os.close(self._writer)
+
+
+@pytest.mark.timeout(20)
+def test_the_store_closes_once_unused_even_while_the_loop_never_idles(
+    conn: sqlite3.Connection, tmp_path: Path
+) -> None:
+    setup = EngineRun(conn, tmp_path / "home", task("a"))
+    loop, executor = Loop(), AlwaysReadyFake()
+    executor.script("a", Script(runs=RunnerStore.IDLE_CLOSE * 3))
+    store = CountingStore(str(tmp_path / "spa.db"))
+    try:
+        run_loop(setup, loop, executor, store)
+    finally:
+        executor.close_pipe()
+    assert setup.statuses() == {"a": states.SUCCESS}
+    assert (store.opened, store.closed) == (2, 2)  # closed while a ran, and at the end

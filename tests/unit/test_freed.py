@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import types
@@ -82,3 +83,23 @@ def test_taking_the_free_chunks_leaves_new_allocations_to_the_top_of_the_heap() 
     assert int(before) > 4_000_000, out.stdout  # 1,800 freed blocks of 4 KB between live ones
     assert int(taken) == int(before) and int(after) == 0, out.stdout
     assert on_top == "True", out.stdout
+
+
+def test_taking_the_free_chunks_ends_when_allocations_are_mapped_apart() -> None:
+    """A lowered mmap threshold serves each request with a mapping of its own, which takes no
+    free chunk: the fork server's start must still end, without mapping memory by the GiB."""
+    if freed.free_in_chunks() is None:
+        pytest.skip("this C library does not report its heap (mallinfo2)")
+    program = (
+        "import resource; from spad import freed;"
+        " blocks = [bytes(4000) + bytes([i % 256]) for i in range(2_000)];"
+        " kept = blocks[::10]; del blocks;"  # free chunks of 36 KB, above the threshold
+        " freed.take_free_chunks();"
+        " print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="16384", MALLOC_TOP_PAD_="0")
+    out = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True, env=env,
+        timeout=60,
+    )  # fmt: skip
+    assert int(out.stdout) < 100_000, out.stdout  # KiB: a fresh interpreter is about 10,000

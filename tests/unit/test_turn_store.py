@@ -88,14 +88,12 @@ def test_a_turn_ending_while_another_holds_the_lock_writes_once_it_is_free(
     attempts = 0
     original = blocked._try_once
 
-    def try_once(
-        conn: sqlite3.Connection, kept: list[tuple[str, Any]]
-    ) -> sqlite3.OperationalError | None:
+    def try_once(kept: list[tuple[str, Any]]) -> sqlite3.OperationalError | None:
         nonlocal attempts
         attempts += 1
         if attempts == 2:
             other.execute("COMMIT")  # the other writer lets go after the first refusal
-        return original(conn, kept)
+        return original(kept)
 
     blocked._try_once = try_once  # type: ignore[method-assign]
     with blocked.turn():
@@ -129,4 +127,28 @@ def test_the_store_is_due_to_close_once_no_statement_needed_it_for_a_while(
         store.execute("INSERT INTO t VALUES (1)")
     renewed = store.close_in()
     assert renewed is not None and renewed > 0  # the turn's commit used it
+    store.close()
+
+
+def test_a_store_busy_while_it_opens_at_a_turns_end_is_waited_out(
+    store: RunnerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine has acted (tasks started) before the turn's end opens spa.db: a store busy
+    loading its schema then must not lose what the turn records."""
+    opening = store.connection
+    tries = 0
+
+    def busy_once() -> sqlite3.Connection:
+        nonlocal tries
+        tries += 1
+        if tries == 1:
+            busy = sqlite3.OperationalError("database is locked")
+            busy.sqlite_errorcode = 5  # SQLITE_BUSY
+            raise busy
+        return opening()
+
+    monkeypatch.setattr(store, "connection", busy_once)
+    with store.turn():
+        store.execute("INSERT INTO t VALUES (1)")
+    assert tries == 2 and values(store) == [1]
     store.close()

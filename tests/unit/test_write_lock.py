@@ -90,3 +90,42 @@ def test_an_audit_row_waits_for_the_lock_in_the_same_pauses(
     assert [row["method"] for row in audit.latest(server, 5)] == ["stop"]
     holder.close()
     server.close()
+
+
+def test_a_lock_held_for_long_is_tried_ever_less_often(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup or a shell left in a transaction: a thousand runners polling every 2 ms for
+    seconds would take the machine. Past 50 ms the pauses double on, up to 100 ms."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    writer = sqlite3.connect(path, isolation_level=None, timeout=2)
+    holder.execute("BEGIN IMMEDIATE")
+    now = [0.0]
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr("spad.store.sqlite.time.sleep", pause)
+    monkeypatch.setattr("spad.store.sqlite.time.monotonic", lambda: now[0])
+    with pytest.raises(sqlite3.OperationalError):
+        store.begin_immediate(writer)
+    monkeypatch.undo()
+    assert now[0] >= 2.0  # the whole busy timeout was waited
+    assert max(pauses) > store.LONGEST_PAUSE * 10 and max(pauses) <= store.LONG_PAUSE * 1.5
+    assert len(pauses) < 80, len(pauses)  # SQLite's own handler: about 30 in 2 s
+    holder.close()
+    writer.close()
+
+
+def test_a_transaction_the_store_rolled_back_itself_ends_with_its_own_error(path: str) -> None:
+    """On a full disk SQLite rolls the transaction back itself: rolling back again raised
+    "no transaction is active", which hid the full disk from the caller (a runner claiming its
+    run then died with a traceback instead of exit 75)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    with pytest.raises(ValueError, match="the write's own error"), store.transaction(conn):
+        conn.execute("ROLLBACK")  # what SQLite did
+        raise ValueError("the write's own error")
+    assert not conn.in_transaction
+    conn.close()

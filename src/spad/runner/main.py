@@ -84,6 +84,9 @@ class Loop:
         while not engine.done:
             timeout = self.timers.timeout()
             closing = store.close_in()
+            if closing == 0:  # unused for long enough, even while descriptors stay ready
+                store.close()
+                closing = None
             if closing is not None and (timeout is None or closing < timeout):
                 ready = self.selector.select(closing)
                 if not ready:  # no deadline is due before the store is to be closed

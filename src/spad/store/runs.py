@@ -41,7 +41,7 @@ def in_seconds(seconds: float) -> str:
 
 
 def create(
-    conn: Statements,
+    conn: sqlite3.Connection,
     workflow_id: int,
     selected: list[str],
     only_task: str | None = None,
@@ -66,7 +66,7 @@ def create(
     return run_id
 
 
-def claim(conn: Statements, run_id: int, pid: int, identity: str | None) -> bool:
+def claim(conn: sqlite3.Connection, run_id: int, pid: int, identity: str | None) -> bool:
     """The runner ``pid`` takes its run: only an unfinished run that no other runner holds and
     that the server has not given up (see :func:`disown`). False: leave the run alone."""
     cursor = conn.execute(
@@ -172,7 +172,7 @@ def task(conn: Statements, run_id: int, name: str) -> Row | None:
 # -- named writes: a status only through :mod:`spad.transitions` -------------------------------
 
 
-def set_runner(conn: Statements, run_id: int, pid: int, identity: str | None) -> bool:
+def set_runner(conn: sqlite3.Connection, run_id: int, pid: int, identity: str | None) -> bool:
     """The process the server started for the run (its identity: see :mod:`spad.procs`),
     unless another runner claimed the run first: a fork server that answered too late may
     have forked one after the server started another, and the run has one runner, the first
@@ -290,7 +290,8 @@ def set_task_status(conn: Statements, run_id: int, name: str, status: str) -> No
 def set_task_status_if(
     conn: Statements, run_id: int, name: str, status: str, expected: str
 ) -> bool:
-    """Change a task's status only if it is still ``expected``; True when it changed."""
+    """Change a task's status only if it is still ``expected``; True when it changed (on a
+    connection: inside a runner's turn the write is kept, and this says False)."""
     cursor = conn.execute(
         "UPDATE run_tasks SET status = ? WHERE run_id = ? AND name = ? AND status = ?",
         (status, run_id, name, expected),

@@ -371,34 +371,40 @@ def migrate(conn: sqlite3.Connection) -> int:
     return len(MIGRATIONS)
 
 
-#: The pauses between tries for the write lock: the first, and the longest it doubles up to.
+#: The pauses between tries for the write lock: the first, and the longest it doubles up to
+#: while the wait is short; after :data:`SHORT_WAIT` seconds the lock is held for long (a
+#: backup, a shell left in a transaction) and the pauses double on up to :data:`LONG_PAUSE`, so
+#: that a thousand waiting runners do not poll it.
 FIRST_PAUSE, LONGEST_PAUSE = 0.0001, 0.002
+SHORT_WAIT, LONG_PAUSE = 0.05, 0.1
 
 
 def begin_immediate(conn: sqlite3.Connection) -> None:
     """``BEGIN IMMEDIATE``: the write lock, tried again after pauses of 0.1 ms doubling up to
-    2 ms, for as long as the connection's busy timeout; then its refusal.
+    2 ms (then, past 50 ms of waiting, up to 100 ms), for as long as the connection's busy
+    timeout; then its refusal.
 
     SQLite's own busy handler sleeps 1, 2, 5, 10 ... ms between tries, far longer than a
-    writer holds the lock here (a runner's turn commits in about 0.2 ms). With a thousand
+    writer usually holds the lock here (a runner's turn commits in about 0.2 ms). With a thousand
     runners writing at once, writers slept while the lock was free and the CPU idled: during
     W8's stop of 1,000 the server slept 533 times in SQLite's handler and both cores were a
     quarter idle (``strace -e nanosleep``, ``/proc/stat``)."""
     budget_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
     conn.execute("PRAGMA busy_timeout = 0")  # a refusal at once: the pauses are ours
     try:
-        deadline = time.monotonic() + budget_ms / 1000
+        started = time.monotonic()
         pause = FIRST_PAUSE
         while True:
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
-                if trouble(exc) != BUSY or time.monotonic() >= deadline:
+                waited = time.monotonic() - started
+                if trouble(exc) != BUSY or waited >= budget_ms / 1000:
                     raise
             # Half to one and a half of the pause: writers that failed together retry apart.
             time.sleep(pause * (0.5 + time.perf_counter_ns() % 1000 / 1000))
-            pause = min(pause * 2, LONGEST_PAUSE)
+            pause = min(pause * 2, LONGEST_PAUSE if waited < SHORT_WAIT else LONG_PAUSE)
     finally:
         conn.execute(f"PRAGMA busy_timeout = {budget_ms}")
 
@@ -411,6 +417,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # a full disk may have rolled it back already
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")

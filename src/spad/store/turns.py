@@ -102,10 +102,10 @@ class RunnerStore:
         if kept is not None and sql.lstrip()[:7].upper().startswith(WRITES):
             kept.append((sql, parameters))
             return KEPT  # a write's result is not known before the turn's end
-        conn = self.connection()
         if kept:  # a read sees what this turn wrote before it
-            self._write(conn, kept)
+            self._write(kept)
             kept.clear()
+        conn = self.connection()
         try:
             return conn.execute(sql, parameters)
         finally:
@@ -124,7 +124,7 @@ class RunnerStore:
         finally:
             self._kept = None
         if kept:
-            self._write(self.connection(), kept)
+            self._write(kept)
             self._used = time.monotonic()
 
     def close(self) -> None:
@@ -142,10 +142,12 @@ class RunnerStore:
             )
         return self._conn
 
-    def _write(self, conn: sqlite3.Connection, kept: list[tuple[str, Any]]) -> None:
-        """Until the kept writes commit: each try waits up to the busy timeout for the lock."""
+    def _write(self, kept: list[tuple[str, Any]]) -> None:
+        """Until the kept writes commit: each try waits up to the busy timeout for the lock.
+        The connection is opened inside the tries: a store busy while it loads its schema is
+        waited out too, for the engine has already acted on what these writes record."""
         said = False
-        while (refusal := self._try_once(conn, kept)) is not None:
+        while (refusal := self._try_once(kept)) is not None:
             if trouble(refusal) == FULL:
                 raise StoreFull(str(refusal))
             if not said:
@@ -154,17 +156,16 @@ class RunnerStore:
         if said:
             say("spa.db written again: going on")
 
-    @staticmethod
-    def _try_once(
-        conn: sqlite3.Connection, kept: list[tuple[str, Any]]
-    ) -> sqlite3.OperationalError | None:
+    def _try_once(self, kept: list[tuple[str, Any]]) -> sqlite3.OperationalError | None:
+        conn: sqlite3.Connection | None = None
         try:
+            conn = self.connection()
             begin_immediate(conn)
             for sql, parameters in kept:
                 conn.execute(sql, parameters)
             conn.execute("COMMIT")
         except BaseException as exc:
-            if conn.in_transaction:  # a full disk may have rolled it back already
+            if conn is not None and conn.in_transaction:  # a full disk may have rolled it back
                 conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.OperationalError) and trouble(exc):
                 return exc
@@ -173,8 +174,8 @@ class RunnerStore:
 
 
 def patiently(write: Callable[[], T]) -> T:
-    """``write()`` (one statement, committed by itself) until the store takes it: a lock is
-    waited out; a full disk raises :class:`StoreFull`."""
+    """``write()`` (a write committed by itself) until the store takes it: a lock is waited
+    out; a full disk raises :class:`StoreFull`."""
     said = False
     while True:
         try:
