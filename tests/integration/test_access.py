@@ -118,3 +118,22 @@ def test_every_mutating_call_is_audited(server: Server) -> None:
     assert {e["client"] for e in entries} == {"127.0.0.1"}
     assert all(e["at"].endswith("Z") for e in entries)
     assert '"pr1"' in entries[0]["detail"]
+
+
+def test_each_call_of_a_batch_is_audited_with_its_own_outcome(server: Server) -> None:
+    """A batch's trail is written together before its reply (``audit.record_all``), a row a
+    call, in the calls' order."""
+    server.define("a", task("t", "simple", "60"))
+    server.define("b", task("t", "simple", "60"))
+    calls = [{"workflow": "a"}, {"workflow": "b"}, {"workflow": "nope"}]
+    replies = server.client().batch("run", calls)
+    assert ["result" in r for r in replies] == [True, True, False]
+    entries = server.call("audit", limit=3)["entries"]
+    assert [(e["detail"], e["outcome"].split(":")[0]) for e in entries] == [
+        ('{"workflow": "a"}', "ok"),
+        ('{"workflow": "b"}', "ok"),
+        ('{"workflow": "nope"}', "error -32001"),
+    ]
+    for workflow in ("a", "b"):
+        server.call("stop", workflow=workflow)
+        server.wait_status(workflow, "stopped")

@@ -129,3 +129,23 @@ def test_a_transaction_the_store_rolled_back_itself_ends_with_its_own_error(path
         raise ValueError("the write's own error")
     assert not conn.in_transaction
     conn.close()
+
+
+def test_a_requests_audit_rows_are_written_in_one_transaction(tmp_path: Path) -> None:
+    """A JSON-RPC batch of a hundred stops took the write lock a hundred times more for its
+    trail; its rows now take it once."""
+    conn = store.connect(tmp_path / "spa.db")
+    store.migrate(conn)
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    entries = [
+        (f"2026-11-29T00:00:0{i}Z", "stop", "ok", f'{{"workflow": "w{i}"}}') for i in range(3)
+    ]
+    audit.record_all(conn, "127.0.0.1", entries)
+    conn.set_trace_callback(None)
+    assert sum(s.startswith("BEGIN") for s in statements) == 1
+    rows = audit.latest(conn, 5)
+    assert [(r["method"], r["client"], r["detail"]) for r in rows] == [
+        ("stop", "127.0.0.1", f'{{"workflow": "w{i}"}}') for i in range(3)
+    ]
+    conn.close()

@@ -34,7 +34,7 @@ from spad.server.http import BodyTooLarge, Request
 from spad.server.replies import refuse
 from spad.server.service import Service
 from spad.server.signins import FailedSignIns
-from spad.store import audit
+from spad.store import audit, runs
 from spad.store.sqlite import trouble
 
 log = logging.getLogger("spad.http")
@@ -231,13 +231,19 @@ class Api:
             await request.discard()
             return
         service = self.service
+        trail: list[tuple[str, str, str, str]] = []
 
         def record(method: str, outcome: str, detail: str) -> None:
-            audit.record(service.conn, method, request.peer, outcome, detail)
+            trail.append((runs.now(), method, outcome, detail))
 
         methods = _methods(read_only)
         reply = rpc.handle_parts(body, methods, service, record)
         del body  # up to 16 MiB, no longer needed while the reply goes out
+        if trail:  # written together before the reply: one write lock for a whole batch
+            try:
+                audit.record_all(service.conn, request.peer, trail)
+            except sqlite3.OperationalError as exc:  # the reply matters more than its trace
+                log.warning("%d calls not in the audit trail: %s", len(trail), exc)
         if reply is None:
             await request.respond(204)
         else:

@@ -23,6 +23,19 @@ def record(
         return _insert(conn, row)
 
 
+def record_all(
+    conn: sqlite3.Connection, client: str, entries: list[tuple[str, str, str, str]]
+) -> None:
+    """Add the rows of one request (``at``, method, outcome, detail each) in one transaction:
+    a JSON-RPC batch of a hundred calls takes the write lock once for its trail, not a hundred
+    times."""
+    rows = [(at, _storable(m), client, _storable(o), _storable(d)) for at, m, o, d in entries]
+    with transaction(conn):
+        conn.executemany(
+            "INSERT INTO audit (at, method, client, outcome, detail) VALUES (?, ?, ?, ?, ?)", rows
+        )
+
+
 def _insert(conn: sqlite3.Connection, row: tuple[str, ...]) -> int:
     cursor = conn.execute(
         "INSERT INTO audit (at, method, client, outcome, detail) VALUES (?, ?, ?, ?, ?)", row
