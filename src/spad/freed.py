@@ -92,20 +92,23 @@ def take_free_chunks() -> int:
         for _ in range(_TCACHE_COUNT):
             malloc(size)
     size, tries = _LARGEST, 0
+    info = _MALLINFO2()
     while size >= 16 and tries < _MOST_TRIES:
         idle = 0  # allocations in a row that took no free chunk
         while tries < _MOST_TRIES and idle < _MOST_IDLE:
             tries += 1
-            free, top = free_in_chunks() or 0, _MALLINFO2().keepcost
-            if free < size or not malloc(size):  # nothing of this size left, or no memory
-                break
-            if _MALLINFO2().keepcost != top:  # cut from the top: no chunk of this size is left
+            if info.fordblks - info.keepcost < size or not malloc(size):
+                break  # nothing of this size left, or no memory
+            after = _MALLINFO2()
+            if after.keepcost != info.keepcost:  # cut from the top: none of this size is left
+                info = after
                 break
             # Not from a free chunk either: from the thread cache (refilled by what was freed
             # meanwhile), or mapped apart (a lowered mmap threshold). Some in a row end the size.
-            idle = idle + 1 if (free_in_chunks() or 0) == free else 0
+            idle = idle + 1 if after.fordblks == info.fordblks else 0
+            info = after
         size //= 2
-    return before - (free_in_chunks() or 0)
+    return before - int(info.fordblks - info.keepcost)
 
 
 class AfterLoading:

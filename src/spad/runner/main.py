@@ -86,14 +86,12 @@ class Loop:
             closing = store.close_in()
             if closing == 0:  # unused for long enough, even while descriptors stay ready
                 store.close()
-                closing = None
-            if closing is not None and (timeout is None or closing < timeout):
-                ready = self.selector.select(closing)
-                if not ready:  # no deadline is due before the store is to be closed
-                    store.close()
-                    continue
-            else:
-                ready = self.selector.select(timeout)
+            closes_first = (
+                closing is not None and closing > 0 and (timeout is None or closing < timeout)
+            )
+            ready = self.selector.select(closing if closes_first else timeout)
+            if not ready and closes_first:
+                continue  # nothing happened: the next round closes the store
             with store.turn():
                 for key, _ in ready:
                     key.data()

@@ -16,11 +16,11 @@ def record(
     """Add a row to the trail; returns its id. Written in a transaction of its own unless one
     is under way: ``transaction`` waits for the write lock in short pauses, where a lone
     statement would wait in SQLite's busy handler (1, 2, 5 ... ms a sleep)."""
-    row = (now(), _storable(method), client, _storable(outcome), _storable(detail))
+    row = _row(now(), method, client, outcome, detail)
     if conn.in_transaction:
-        return _insert(conn, row)
+        return int(conn.execute(_INSERT, row).lastrowid or 0)
     with transaction(conn):
-        return _insert(conn, row)
+        return int(conn.execute(_INSERT, row).lastrowid or 0)
 
 
 def record_all(
@@ -29,18 +29,15 @@ def record_all(
     """Add the rows of one request (``at``, method, outcome, detail each) in one transaction:
     a JSON-RPC batch of a hundred calls takes the write lock once for its trail, not a hundred
     times."""
-    rows = [(at, _storable(m), client, _storable(o), _storable(d)) for at, m, o, d in entries]
     with transaction(conn):
-        conn.executemany(
-            "INSERT INTO audit (at, method, client, outcome, detail) VALUES (?, ?, ?, ?, ?)", rows
-        )
+        conn.executemany(_INSERT, [_row(at, m, client, o, d) for at, m, o, d in entries])
 
 
-def _insert(conn: sqlite3.Connection, row: tuple[str, ...]) -> int:
-    cursor = conn.execute(
-        "INSERT INTO audit (at, method, client, outcome, detail) VALUES (?, ?, ?, ?, ?)", row
-    )
-    return int(cursor.lastrowid or 0)
+_INSERT = "INSERT INTO audit (at, method, client, outcome, detail) VALUES (?, ?, ?, ?, ?)"
+
+
+def _row(at: str, method: str, client: str, outcome: str, detail: str) -> tuple[str, ...]:
+    return at, _storable(method), client, _storable(outcome), _storable(detail)
 
 
 def _storable(text: str) -> str:
