@@ -172,6 +172,7 @@ def w2_w5_fan_out(sizes: Sizes) -> dict[str, Metrics]:
         sup_single = _rate(supervisord_caller(sup), sizes.status_seconds, 1)
         sup_many = _rate(supervisord_caller(sup), sizes.status_seconds, 8)
         sup_unix = _rate(supervisord_unix_caller(sup), sizes.status_seconds, 1)
+        sup_pss = max(sup_pss, sup.pss())  # as spad's: a peak, after the status calls too
         started = time.perf_counter()
         sup.rpc().supervisor.stopAllProcesses(True)
         wait_until(lambda: not any(procs.is_alive(pid, ident) for pid, ident in sup_tasks))

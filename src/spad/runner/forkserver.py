@@ -29,6 +29,7 @@ from spad import freed, procs
 from spad import home as layout
 from spad.executors.local import find_spawner
 from spad.runner import main as runner_main
+from spad.runner import signals
 
 #: A request is a run id: a few digits.
 MESSAGE_MAX = 64
@@ -38,7 +39,7 @@ def _become_runner(home: str, run_id: int, log_path: str) -> int:
     """In the child: what ``python -m spad.runner HOME RUN_ID`` would be, minus its start."""
     os.setsid()
     procs.set_name(b"spad-runner")  # what ps -o comm and top show: runners share our command line
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the runner reaps its own tasks
+    signals.set_handler(signal.SIGCHLD, signal.SIG_DFL)  # the runner reaps its own tasks
     gc.enable()
     devnull = os.open(os.devnull, os.O_RDONLY)
     log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)

@@ -6,8 +6,10 @@ runner hard; SIGCHLD says a child may have ended.
 
 from __future__ import annotations
 
+import _signal  # type: ignore[import-not-found]  # signal's C half: see set_handler
 import os
 import signal
+from collections.abc import Callable
 
 GRACEFUL = signal.SIGUSR1
 FORCED = signal.SIGUSR2
@@ -23,7 +25,7 @@ class SignalInbox:
         for end in (self._read, self._write):
             os.set_blocking(end, False)
         for signum in WATCHED:
-            signal.signal(signum, _enqueue_only)
+            set_handler(signum, _enqueue_only)
         signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
 
     def fileno(self) -> int:
@@ -43,3 +45,10 @@ class SignalInbox:
 
 def _enqueue_only(signum: int, frame: object) -> None:
     """The wakeup fd already carries ``signum``; nothing else to do here."""
+
+
+def set_handler(signum: int, handler: Callable[[int, object], None] | int) -> None:
+    """``signal.signal`` without its enum conversions: it turns the handler it returns into
+    an enum member, and in a runner forked from the fork server that alone copies about 150
+    KiB of shared pages (bench/fork_pages.py). ``_signal`` is the C half it wraps."""
+    _signal.signal(int(signum), int(handler) if isinstance(handler, int) else handler)
