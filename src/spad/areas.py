@@ -153,7 +153,7 @@ def open_for_reading(home: Home, remote: str) -> int:
                     f"{place.remote} is a symbolic link, which could lead outside "
                     f"{place.area}/: refused (a file is never read through a link)"
                 ) from None
-            raise
+            raise as_error(exc, place.remote) from None  # a name too long, as PUT says it
     mode = os.fstat(fd).st_mode
     if stat.S_ISREG(mode):
         return fd

@@ -20,6 +20,7 @@ DEFAULT_DISK_MIN_FREE = "1G"
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_LARGEST = 1024**6
 
 
 class Policy:
@@ -46,7 +47,10 @@ def parse_size(value: str | int) -> int:
     match = _SIZE.match(value)
     if not match:
         raise ValueError(f'{value!r} is not a size: write it as "512M", "1G" or bytes')
-    return int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    amount = float(match.group(1)) * _UNITS[match.group(2).upper()]
+    if amount > _LARGEST:  # float() makes a number of 400 digits infinite: no int for it
+        raise ValueError(f"{value!r} is larger than any disk (at most 1 EiB)")
+    return int(amount)
 
 
 def human(size: int) -> str:

@@ -82,6 +82,18 @@ def test_a_signal_raised_by_a_task_becomes_an_alarm(server: Server) -> None:
     assert set(alarm) >= {"id", "first_seen", "last_seen"}
 
 
+def test_a_journal_that_cannot_be_written_fails_no_call(server: Server) -> None:
+    """The journal is written after spa.db's commit: an acknowledgement made was answered as
+    an internal error, and the watcher died on each new alarm."""
+    (server.home / "logs" / "alarms.log").mkdir()  # what a project of that name once did
+    server.call("signal_raise", source="s", kind="k", severity="warning")
+    wait_for(lambda: total_count(server) == 1, what="the signal applied")
+    [alarm] = alarms(server)
+    assert server.call("alarm_ack", id=alarm["id"])["state"] == "acknowledged"
+    server.call("signal_raise", source="s", kind="k2", severity="warning")
+    wait_for(lambda: total_count(server) == 2, what="the watcher still applying signals")
+
+
 def test_dedup_lifecycle_journal_and_filters(server: Server) -> None:
     for severity in ("warning", "warning", "critical"):
         server.call("signal_raise", source="s", kind="k", severity=severity, message=severity)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import io
+import json
 import os
 import threading
 import urllib.parse
@@ -82,6 +83,18 @@ def test_escapes_are_refused_with_a_reason(server: Server, path: str) -> None:
         if status != 404 or b"error" in reply:
             assert b"message" in reply
     assert (server.home / "token").read_text().strip() == server.token
+
+
+def test_a_name_too_long_is_refused_alike_by_get_and_put(server: Server) -> None:
+    """GET answered 500 (an internal error) where PUT said what was wrong."""
+    path = "/files/data/" + "x" * 300
+    for method, body in (("GET", b""), ("PUT", b"x")):
+        status, reply = raw(
+            server, method, path, body, {"X-Content-SHA256": hashlib.sha256(body).hexdigest()}
+        )
+        assert status == 400, (method, status, reply)
+        assert json.loads(reply)["error"]["code"] == -32004
+        assert b"File name too long" in reply
 
 
 def test_symlinks_that_lead_outside_are_refused(server: Server, tmp_path: Path) -> None:

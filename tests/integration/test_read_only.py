@@ -23,6 +23,8 @@ CHANGES: dict[str, dict[str, Any]] = {
     "select_project": {"project": "pr1"},
     "alarm_ack": {"id": 1},
     "signal_raise": {"source": "a", "kind": "b", "severity": "info"},
+    # Not audited when allowed, but a change all the same: it holds off the idle timeout.
+    "heartbeat": {"project": "pr1", "workflow": "wf1", "task": "t1"},
 }
 
 

@@ -65,6 +65,7 @@ def test_project_without_context_is_accepted() -> None:
         (lambda p: p["workflows"][0]["tasks"][0].update(memory_max="12X"), "memory_max"),
         (lambda p: p["workflows"][0]["tasks"][0].update(memory_max=True), "memory_max"),
         (lambda p: p["workflows"][0]["tasks"][0].update(memory_max=4096), "memory_max"),
+        (lambda p: p["workflows"][0]["tasks"][0].update(memory_max="9" * 400 + "T"), "memory_max"),
     ],
 )
 def test_a_bad_field_is_refused_by_name(mutate: Any, field: str) -> None:

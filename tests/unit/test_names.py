@@ -27,3 +27,13 @@ def test_other_patterns_match_to_the_end() -> None:
     with pytest.raises(ValueError):
         raise ValueError(_identifier("table", "table\n")[0][1])
     assert states.number("error(3)\n") is None and states.number("error(3)") == 3
+
+
+@pytest.mark.parametrize("name", ["runners.log", "alarms.log"])
+def test_a_project_cannot_take_the_name_of_spad_s_own_log_files(name: str) -> None:
+    """logs/PROJECT is the project's folder: a project named runners.log lost its tasks'
+    output, and one named alarms.log broke the alarms' journal."""
+    project = {"name": name, "workflows": [{"name": "w", "tasks": []}]}
+    with pytest.raises(InvalidParams, match="a file of spad's in logs/"):
+        parse_spec({"project": project})
+    check_name(name)  # a workflow or a task may be called so: their folders are deeper

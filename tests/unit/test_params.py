@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from spad.errors import InvalidParams
-from spad.server.methods import AlarmsParams, LogsParams, RunParams, StopParams, TaskParams
+from spad.server.methods import (
+    AlarmsParams,
+    LogsParams,
+    RunParams,
+    SignalParams,
+    StopParams,
+    TaskParams,
+)
 from spad.server.params import MAX_INT, parse
 
 
@@ -39,6 +46,9 @@ def test_defaults_apply_and_no_params_is_an_empty_object() -> None:
         (AlarmsParams, {"state": ["open", "gone"]}, "state: must be one of open, acknowledged"),
         (TaskParams, ["w"], "params are by name: give an object, not an array"),
         (TaskParams, "w", "give an object, not a string"),
+        (SignalParams, {"source": "a", "kind": "b", "value": 10**400}, "value: is too large"),
+        (AlarmsParams, {"since": "zzz"}, "since: 'zzz' is not a date or time"),
+        (AlarmsParams, {"until": "2026-13-45"}, "until: '2026-13-45' is not a date or time"),
     ],
 )
 def test_each_problem_is_named(kind: type, params: object, said: str) -> None:
@@ -54,3 +64,9 @@ def test_every_problem_is_listed_up_to_five() -> None:
 def test_one_or_more_values() -> None:
     assert parse(AlarmsParams, {"severity": "critical"}).severity == ["critical"]
     assert parse(AlarmsParams, {"state": ["open", "cleared"]}).state == ["open", "cleared"]
+
+
+def test_alarm_times_are_compared_as_times() -> None:
+    """Compared as texts with spad's own times: an offset or a bare date must be made one."""
+    given = parse(AlarmsParams, {"since": "2026-11-29T05:00+02:00", "until": "2026-11-30"})
+    assert (given.since, given.until) == ("2026-11-29T03:00:00.000Z", "2026-11-30T00:00:00.000Z")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from spad import states
+from spad import retention, states
 from spad.runner.engine import retry_delay
 from spad.runner.timers import Timers
 from spad.server.runners import restart_delay
@@ -36,11 +36,21 @@ def test_retry_delay_doubles_up_to_a_minute_with_jitter(
     assert retry_delay(1.0, failures, jitter) == pytest.approx(expected)
 
 
+def test_a_task_restarted_without_end_keeps_a_minute_between_restarts() -> None:
+    """``retries: -1``: past the 1,024th restart, 2.0 ** failures overflowed and the runner
+    died, taking the run's healthy tasks with it."""
+    for failures in (1025, 10**6):
+        assert retry_delay(1.0, failures, 0.5) == pytest.approx(63.0)
+
+
 def test_the_first_restart_is_exactly_retry_delay() -> None:
     assert retry_delay(0.25, 1, 0.99) == 0.25
 
 
-@pytest.mark.parametrize(("deaths", "delay"), [(0, 0), (1, 0), (2, 1), (3, 2), (6, 16), (20, 300)])
+@pytest.mark.parametrize(
+    ("deaths", "delay"),
+    [(0, 0), (1, 0), (2, 1), (3, 2), (6, 16), (20, 300), (1026, 300), (10**6, 300)],
+)
 def test_a_crash_loop_backs_off(deaths: int, delay: float) -> None:
     assert restart_delay(deaths) == delay
 
@@ -75,3 +85,10 @@ def test_the_runner_imports_nothing_heavy() -> None:
     # (datetime is not here: sqlite3 imports it.)
     heavy = {"pathlib", "dataclasses", "logging", "random", "subprocess", "typing"}
     assert "spad.transitions" in loaded and not loaded & (heavy | {"pydantic"})
+
+
+@pytest.mark.parametrize("size", ["9" * 400 + "G", "1" + "0" * 400])
+def test_a_size_too_large_for_any_disk_is_refused_in_words(size: str) -> None:
+    """A number of 400 digits is infinite as a float: it was an OverflowError, a traceback."""
+    with pytest.raises(ValueError, match="larger than any disk"):
+        retention.parse_size(size)

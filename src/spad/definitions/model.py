@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import re
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta, Struct
 from msgspec.structs import force_setattr
 
-from spad.definitions.names import check_name
+from spad.definitions.names import check_name, check_project_name
 from spad.errors import InvalidParams
 from spad.home import DATA
 
@@ -49,12 +49,12 @@ class FieldError(ValueError):
         super().__init__("; ".join(f"{f}: {w}" for f, w in self.problems))
 
 
-def name_field(field: str, value: str | None) -> None:
-    """FieldError naming ``field`` unless ``value`` is a name (or absent)."""
+def name_field(field: str, value: str | None, check: Callable[[str], str] = check_name) -> None:
+    """FieldError naming ``field`` unless ``value`` passes ``check`` (or is absent)."""
     if value is None:
         return
     try:
-        check_name(value)
+        check(value)
     except ValueError as exc:
         raise FieldError(field, str(exc)) from None
 
@@ -83,7 +83,8 @@ def memory_size(value: int | str) -> int:
         if match is None:
             raise ValueError(f"{value!r} is not a size: bytes, or a number with K, M, G or T")
         number, unit = match.groups()
-        value = int(float(number) * 1024 ** " KMGT".index((unit or " ").upper()))
+        amount = float(number) * 1024 ** " KMGT".index((unit or " ").upper())
+        value = int(amount) if amount <= MAX_MEMORY else MAX_MEMORY + 1  # inf has no int
     if not MIN_MEMORY <= value <= MAX_MEMORY:
         raise ValueError(f"must be between 1M ({MIN_MEMORY}) and {MAX_MEMORY} bytes")
     return value
@@ -171,7 +172,7 @@ class ProjectSpec(Struct, forbid_unknown_fields=True, frozen=True, kw_only=True)
     workflows: Annotated[list[WorkflowSpec], Meta(max_length=MAX_TASKS)] = []
 
     def __post_init__(self) -> None:
-        name_field("name", self.name)
+        name_field("name", self.name, check_project_name)
         _refuse_repeats("workflows", (w.name for w in self.workflows))
 
 

@@ -534,7 +534,8 @@ def retry_delay(base: float, failures: int, jitter: float) -> float:
     """Delay before restart number ``failures``: ``base``, doubling each time up to a minute;
     from the second restart on, stretched by up to 10% (``jitter`` in [0, 1]) so that tasks
     failing together do not restart together."""
-    delay = min(base * 2.0 ** (failures - 1), MAX_RETRY_DELAY)
+    # 2.0 ** 1024 overflows: a task restarted without end reaches that after 17 hours.
+    delay = min(base * 2.0 ** min(failures - 1, 1023), MAX_RETRY_DELAY)
     return delay * (1 + 0.1 * jitter) if failures > 1 else delay
 
 

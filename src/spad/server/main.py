@@ -24,10 +24,23 @@ DEFAULT_LISTEN = "127.0.0.1:7070"
 
 
 def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT``; an IPv6 host in brackets (``[::1]:7070``), as in a URL."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (e.g. {DEFAULT_LISTEN})")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    if (
+        not sep
+        or not (port.isascii() and port.isdigit())
+        or not 0 <= int(port) <= 65535
+        or "[" in host
+        or "]" in host
+        or (":" in host and not bracketed)
+    ):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not HOST:PORT (e.g. {DEFAULT_LISTEN}, or [::1]:7070 for IPv6)"
+        )
+    return host or "127.0.0.1", int(port)
 
 
 class PrintVersion(argparse.Action):

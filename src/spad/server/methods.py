@@ -24,6 +24,7 @@ from spad.server.params import (
     optional,
     parse,
     text,
+    timestamp,
 )
 from spad.server.rpc import Method, RawJSON
 from spad.server.service import Service
@@ -532,8 +533,8 @@ class AlarmsParams:
     state: list[str] | None = checked(optional(one_or_more(one_of(*STATES))), None)
     severity: list[str] | None = checked(optional(one_or_more(one_of(*SEVERITIES))), None)
     project: str | None = checked(optional(name), None)
-    since: str | None = checked(optional(text(40)), None)
-    until: str | None = checked(optional(text(40)), None)
+    since: str | None = checked(optional(timestamp), None)
+    until: str | None = checked(optional(timestamp), None)
     limit: int = checked(integer(1, 100_000), 1000)
 
 
@@ -597,8 +598,9 @@ METHODS: dict[str, Method] = {
     "set_status": Method(set_status, SetStatusParams, mutating=True),
     "list": Method(list_, ProjectParams),
     "logs": Method(logs, LogsParams),
-    # Not audited: a liveness ping every few seconds, like a task's output.
-    "heartbeat": Method(heartbeat, HeartbeatParams),
+    # Not audited: a liveness ping every few seconds, like a task's output. Still a change
+    # (it holds off a task's idle timeout): refused to a read-only token.
+    "heartbeat": Method(heartbeat, HeartbeatParams, mutating=True, audited=False),
     "file_list": Method(file_list, FileParams),
     "file_delete": Method(file_delete, FileParams, mutating=True),
     "audit": Method(audit_, AuditParams),

@@ -12,11 +12,13 @@ A parameter class is a keyword-only dataclass; each field's metadata holds its c
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from spad.definitions.names import check_name
 from spad.errors import InvalidParams
+from spad.store.runs import iso
 
 P = TypeVar("P")
 Check = Callable[[Any], Any]
@@ -35,6 +37,19 @@ def text(max_length: int = 10_000) -> Check:
         return value
 
     return check
+
+
+def timestamp(value: Any) -> str:
+    """An ISO 8601 date or time (``2026-11-29``, ``2026-11-29T03:00:00Z``, with an offset or
+    without one for UTC), as spad writes times, so that it compares with theirs as a time."""
+    given = text(40)(value)
+    try:
+        moment = datetime.datetime.fromisoformat(given)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.UTC)
+        return iso(moment.timestamp())
+    except (ValueError, OverflowError, OSError):  # OverflowError: year 1 at +14:00
+        raise ValueError(f"{given!r} is not a date or time such as 2026-11-29T03:00:00Z") from None
 
 
 def name(value: Any) -> str:
@@ -58,7 +73,10 @@ def integer(low: int, high: int = MAX_INT) -> Check:
 def number(value: Any) -> float:
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise ValueError(f"must be a number, not {_kind(value)}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer of more than 308 digits
+        raise ValueError("is too large to be a number") from None
 
 
 def boolean(value: Any) -> bool:

@@ -58,8 +58,15 @@ class Method:
 
     function: Callable[..., Any]
     params: type | None = None
-    #: Changes state: recorded in the audit trail.
+    #: Changes state: refused to a read-only token, and recorded in the audit trail...
     mutating: bool = False
+    #: ...unless it is a liveness ping (``heartbeat``): too frequent to record.
+    audited: bool = True
+
+    @property
+    def recorded(self) -> bool:
+        """A call of it goes to the audit trail."""
+        return self.mutating and self.audited
 
 
 #: Records a mutating call: method, outcome, detail.
@@ -151,7 +158,7 @@ def _one(
     if problem:
         name = message.get("method")
         refused = methods.get(name) if isinstance(name, str) else None
-        if audit is not None and refused is not None and refused.mutating:  # recorded too
+        if audit is not None and refused is not None and refused.recorded:  # recorded too
             audit(
                 str(name),
                 f"error {InvalidRequest.code}: {problem}",
@@ -166,7 +173,7 @@ def _one(
     else:
         result = _call(message["method"], params, methods, context)
     method = methods.get(message["method"])
-    if audit is not None and method is not None and method.mutating:
+    if audit is not None and method is not None and method.recorded:
         outcome = (
             f"error {result.code}: {result.message}" if isinstance(result, SpadError) else "ok"
         )

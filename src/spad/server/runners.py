@@ -51,7 +51,8 @@ class _Restarts:
 def restart_delay(young_deaths: int) -> float:
     """Seconds before resuming a run whose runner died ``young_deaths`` times in a row, each
     within :data:`HEALTHY_AFTER` of its start: at once the first time, then 1, 2, 4 ... 300 s."""
-    return 0.0 if young_deaths <= 1 else min(2.0 ** (young_deaths - 2), MAX_BACKOFF)
+    # min(..., 1023): 2.0 ** 1024 overflows, after about three days of a crash loop.
+    return 0.0 if young_deaths <= 1 else min(2.0 ** min(young_deaths - 2, 1023), MAX_BACKOFF)
 
 
 class Runners:
@@ -144,6 +145,11 @@ class Runners:
                 raise Invalid(f"cannot run {where} on Slurm: {reason}", executor="slurm")
 
     def stop(self, run: sqlite3.Row, force: bool) -> None:
+        """Stop ``run``; a restart asked before is called off: the later request wins."""
+        self._restart_after.discard(run["id"])
+        self._stop(run, force)
+
+    def _stop(self, run: sqlite3.Row, force: bool) -> None:
         with transaction(self.conn):
             runs.request_stop(
                 self.conn, run["id"], transitions.FORCED if force else transitions.GRACEFUL
@@ -164,8 +170,11 @@ class Runners:
         now."""
         if run is None:
             return self.start(project, workflow)
+        self._select(
+            project, workflow, None, None
+        )  # what would refuse the new run: before the stop
         self._restart_after.add(run["id"])
-        self.stop(run, force=False)
+        self._stop(run, force=False)
         return None
 
     # -- runners -----------------------------------------------------------------------------
