@@ -49,6 +49,9 @@ _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL = 5, 6, 13
 #: The event journal keeps at least this many of the newest events (``Last-Event-ID`` resumes
 #: without loss within them).
 EVENTS_KEPT = 10_000
+#: The audit trail keeps this many of its newest rows: failed sign-ins come one row per client
+#: address and minute, and anonymous clients with ever new addresses would grow it without end.
+AUDIT_KEPT = 100_000
 
 _NOW = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 _RUN_NAMES = (
@@ -286,6 +289,13 @@ MIGRATIONS: tuple[str, ...] = (
     # (each ``run`` and ``stop`` read a thousand rows with a thousand workflows running).
     """
     CREATE INDEX runs_unfinished_by_workflow ON runs (workflow_id) WHERE finished = 0;
+    """,
+    # 10: the audit trail keeps its newest AUDIT_KEPT rows.
+    f"""
+    CREATE TRIGGER audit_kept AFTER INSERT ON audit
+    BEGIN
+        DELETE FROM audit WHERE id <= NEW.id - {AUDIT_KEPT};
+    END;
     """,
 )
 
