@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from spad.alarms.levels import ACKNOWLEDGED, ALARM_SEVERITIES, OPEN, SEVERITIES
-from spad.cli.context import Context, pass_ctx, show
+from spad.cli.context import Context, finite, pass_ctx, show
 
 
 @click.group()
@@ -24,7 +24,7 @@ def signal() -> None:
     help="clear ends the alarm of this source and kind",
 )
 @click.option("--message", default="", help="what a person should read")
-@click.option("--value", type=float, help="a measured value")
+@click.option("--value", type=float, callback=finite, help="a measured value (finite)")
 @pass_ctx
 def raise_(
     ctx: Context,

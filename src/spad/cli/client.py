@@ -16,7 +16,7 @@ from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from spad.home import DEFAULT_HOME, TOKEN, read_url
+from spad.home import DEFAULT_HOME, TOKEN, URL, read_url
 
 DEFAULT_URL = "http://127.0.0.1:7070"
 CHUNK = 1024 * 1024
@@ -50,21 +50,49 @@ def find_url(explicit: str | None) -> str:
     """``--url``; inside a task (``SPA_TASK`` and ``SPA_HOME`` set) the URL the running server
     wrote into the home, since the task's ``SPA_URL`` names the server that started it, which
     may have come back elsewhere; then ``SPA_URL``; then the home's URL; then the default."""
-    home = os.environ.get("SPA_HOME")
-    in_task = bool(home and os.environ.get("SPA_TASK"))
-    url = (
-        explicit
-        or (in_task and read_url(home or ""))
-        or os.environ.get("SPA_URL")
-        or read_url(home or DEFAULT_HOME)
-        or DEFAULT_URL
-    )
+    url, where = _chosen_url(explicit)
     if "://" not in url:
         raise BadUrl(
-            f"the URL {url!r} has no scheme: write it http://{url} (or https://{url} "
+            f"{where}: the URL {url!r} has no scheme: write it http://{url} (or https://{url} "
             "for a server started with --tls-cert)"
         )
+    problem = _url_problem(url)
+    if problem:
+        raise BadUrl(
+            f"{where}: the URL {url!r} cannot be used ({problem}): write it "
+            "http://HOST:PORT (https:// for a server started with --tls-cert)"
+        )
     return url.rstrip("/")
+
+
+def _chosen_url(explicit: str | None) -> tuple[str, str]:
+    """The URL and where it was found, to name it when it cannot be used."""
+    if explicit:
+        return explicit, "--url"
+    home = os.environ.get("SPA_HOME")
+    if home and os.environ.get("SPA_TASK") and (url := read_url(home)):
+        return url, os.path.join(home, URL)
+    if url := os.environ.get("SPA_URL"):
+        return url, "SPA_URL"
+    if url := read_url(home or DEFAULT_HOME):
+        return url, os.path.join(home or DEFAULT_HOME, URL)
+    return DEFAULT_URL, "the default URL"
+
+
+def _url_problem(url: str) -> str | None:
+    """Why urllib or http.client would fail on ``url`` before any connection, or None."""
+    if not url.isprintable() or " " in url:
+        return "it holds a space or a control character"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - read for its check: a port that is no number 0-65535 raises
+    except ValueError as exc:  # "Invalid IPv6 URL", "Port could not be cast to integer ..."
+        return str(exc)
+    if parts.scheme not in ("http", "https"):
+        return f"the scheme is {parts.scheme}, not http or https"
+    if not parts.hostname:
+        return "no host"
+    return None
 
 
 class ServerEvent:

@@ -4,6 +4,7 @@ line, output, and failing with an exit code."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
@@ -11,6 +12,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from spad.cli.client import BadUrl, Client, ServerError, Unreachable
+from spad.cli.tables import printable
 
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 #: Calls per JSON-RPC batch in :meth:`Context.call_each`: one request, not one each.
@@ -75,8 +77,17 @@ class Context:
 
 
 def fail(message: str, code: int) -> NoReturn:
-    click.echo(f"spa_ctl: {message}", err=True)
+    # Escaped: the server's message may quote a file name or a task's text, and stays one line.
+    click.echo(f"spa_ctl: {printable(message)}", err=True)
     sys.exit(code)
+
+
+def finite(_click_ctx: click.Context, param: click.Parameter, value: float | None) -> Any:
+    """A number option's value, refused when it is nan or infinite (1e400 too): JSON has
+    neither, and nan compares false with every deadline."""
+    if value is not None and not math.isfinite(value):
+        raise click.BadParameter("give a finite number (not nan, inf, 1e400)", param=param)
+    return value
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -84,7 +95,9 @@ pass_ctx = click.make_pass_decorator(Context)
 
 def show(ctx: Context, result: Any, text: str | None = None) -> None:
     if ctx.as_json or text is None:
-        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        shown = json.dumps(result, indent=2, ensure_ascii=False)
+        # A name that is not UTF-8 holds lone surrogates: sent as JSON's "\udcff", as spad does.
+        click.echo(shown.encode("utf-8", "backslashreplace").decode())
     else:
         click.echo(text)
 

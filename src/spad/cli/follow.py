@@ -9,14 +9,19 @@ from typing import Any
 import click
 
 from spad.cli.context import Context
+from spad.cli.tables import printable_text
 
 INTERVAL = 0.2
 ACTIVE = ("running", "stopping")
 
 
 def _echo(prefix: str, text: str) -> None:
-    for line in text.splitlines(keepends=True):
-        click.echo(prefix + line, nl=not line.endswith("\n"))
+    # Lines end at "\n" only: a "\r" or "\x85" is shown escaped inside its line, not split.
+    lines = text.split("\n")
+    if not lines[-1]:
+        lines.pop()  # the text ended with its last line's "\n"
+    for line in lines:  # a line not ended yet is printed whole too, as it was
+        click.echo(prefix + printable_text(line))
 
 
 def follow_all(ctx: Context, params: dict[str, Any], lines: int | None) -> None:

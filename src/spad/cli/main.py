@@ -22,12 +22,13 @@ from spad.cli.context import (
     Context,
     add_global_options,
     fail,
+    finite,
     pass_ctx,
     show,
 )
 from spad.cli.events import events
 from spad.cli.files import file
-from spad.cli.tables import printable
+from spad.cli.tables import printable, printable_text
 from spad.cli.watch import watch
 
 FOLLOW_INTERVAL = 0.2
@@ -259,6 +260,7 @@ def _wait_stopped(ctx: Context, project: str, workflow: str, run_id: int, timeou
 timeout_option = click.option(
     "--timeout",
     type=float,
+    callback=finite,
     default=600,
     show_default=True,
     help="give up waiting after this many seconds",
@@ -481,6 +483,12 @@ def list_(ctx: Context, project: str | None, wide: bool) -> None:
     workflows_table(result, None, wide, ctx.utc)
 
 
+def echo_log(text: str) -> None:
+    """A task's output as text: a task's ESC or title sequence must not drive the terminal
+    (``file get LOG -`` gives the bytes as they are)."""
+    click.echo(printable_text(text), nl=False)
+
+
 @cli.command()
 @workflow_argument
 @project_option
@@ -514,20 +522,20 @@ def logs(
 
             follow_all(ctx, params, lines)
         else:
-            click.echo(ctx.call("logs", tail=lines, **params), nl=False)
+            echo_log(ctx.call("logs", tail=lines, **params))
         return
     params.update(task=task, attempt=attempt)
     if not follow:
-        click.echo(ctx.call("logs", tail=lines, **params), nl=False)
+        echo_log(ctx.call("logs", tail=lines, **params))
         return
     offset = 0
     if lines is not None:
         chunk = ctx.call("logs", tail=lines, offset=0, **params)
-        click.echo(chunk["text"], nl=False)
+        echo_log(chunk["text"])
         offset = chunk["offset"]
     while True:
         chunk = ctx.call("logs", offset=offset, **params)
-        click.echo(chunk["text"], nl=False)
+        echo_log(chunk["text"])
         if chunk["offset"] == offset:
             if chunk["ended"]:
                 return

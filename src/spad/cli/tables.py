@@ -25,7 +25,23 @@ def printable(value: str) -> str:
     """``value`` with every non-printable character escaped (``\\x1b``, ``\\n``, ``\\x00``)."""
     if value.isprintable():
         return value
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in value)
+    return "".join(c if c.isprintable() else _escaped(c) for c in value)
+
+
+def _escaped(char: str) -> str:
+    # A byte of a file name that is not UTF-8 reaches us as a surrogate (os.fsdecode): shown
+    # as that byte, which bash's $'...' gives back as it was.
+    if "\udc80" <= char <= "\udcff":
+        return f"\\x{ord(char) - 0xDC00:02x}"
+    return char.encode("unicode_escape").decode()
+
+
+def printable_text(text: str) -> str:
+    """A task's output shown as text: its lines and tabs kept, every other control character
+    escaped (a carriage return too, which could overwrite a line's task prefix)."""
+    if text.isprintable():
+        return text
+    return "\n".join("\t".join(map(printable, line.split("\t"))) for line in text.split("\n"))
 
 
 def cell(value: Any) -> str:
@@ -95,7 +111,8 @@ def until(value: str | None, now: float | None = None) -> str:
 def width() -> int | None:
     """Columns to fit: ``COLUMNS``, else the terminal's; None (no limit) in a pipe or file."""
     given = os.environ.get("COLUMNS", "")
-    if given.isdigit() and int(given) > 0:
+    # ASCII digits only: str.isdigit() takes "²", which int() refuses; terminals ignore it.
+    if given.isascii() and given.isdigit() and int(given) > 0:
         return int(given)
     if sys.stdout.isatty():
         return os.get_terminal_size(sys.stdout.fileno()).columns
