@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Callable
+
 import pytest
 
 from spad import procs
@@ -45,3 +48,29 @@ def test_a_stop_after_a_restart_calls_the_restart_off(server: Server) -> None:
     # row are answered after its event loop went round at least once since that end.
     server.call("list")
     assert runs_of(server, "w") == [first]
+
+
+@pytest.mark.parametrize("ended_while_down", [False, True])
+def test_a_restart_asked_survives_a_restart_of_spad(
+    make_server: Callable[..., Server], ended_while_down: bool
+) -> None:
+    """It was kept in the server's memory: killed before the run ended, spad left the workflow
+    stopped for good. The run ends under the new server (adopted), or before it starts."""
+    server = make_server().start()
+    server.define("w", task("t", "stubborn", "60", stop_timeout=2))
+    first = server.call("run", workflow="w")["run_id"]
+    server.wait_task("w", "t", "running")
+    assert server.call("restart", workflow="w")["run_id"] is None  # after the stop ends
+    server.stop(signal.SIGKILL)  # the runner goes on stopping its task, and ends the run
+    if ended_while_down:
+        finished = "SELECT finished FROM runs WHERE id = ?"
+        wait_for(lambda: server.db().execute(finished, (first,)).fetchone()[0] == 1)
+    server.start()
+    wait_for(
+        lambda: len(runs_of(server, "w")) == 2 and server.status("w")["status"] == "running",
+        timeout=30,
+        what="the workflow started again by the new server",
+    )
+    assert runs_of(server, "w")[-1] == first  # history lists the newest first
+    server.call("stop", workflow="w", force=True)
+    server.wait_status("w", "stopped")

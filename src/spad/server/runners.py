@@ -67,8 +67,6 @@ class Runners:
         self.conn = conn
         self.url = url
         self.policy = policy or Policy()
-        #: Runs being stopped by ``restart``: their workflow starts again once they ended.
-        self._restart_after: set[int] = set()
         #: Added to every runner's (and so every task's) environment, e.g. SPA_CACERT.
         self.task_env: dict[str, str] = {}
         self._pids = PidWatch()
@@ -146,14 +144,12 @@ class Runners:
 
     def stop(self, run: sqlite3.Row, force: bool) -> None:
         """Stop ``run``; a restart asked before is called off: the later request wins."""
-        self._restart_after.discard(run["id"])
-        self._stop(run, force)
+        self._stop(run, force, then_restart=False)
 
-    def _stop(self, run: sqlite3.Row, force: bool) -> None:
+    def _stop(self, run: sqlite3.Row, force: bool, then_restart: bool) -> None:
         with transaction(self.conn):
-            runs.request_stop(
-                self.conn, run["id"], transitions.FORCED if force else transitions.GRACEFUL
-            )
+            mode = transitions.FORCED if force else transitions.GRACEFUL
+            runs.request_stop(self.conn, run["id"], mode, then_restart)
             if run["status"] == states.RUNNING:
                 transitions.move_run(
                     self.conn, run["id"], run["status"], transitions.STOP_RUN, states.STOPPING
@@ -170,11 +166,9 @@ class Runners:
         now."""
         if run is None:
             return self.start(project, workflow)
-        self._select(
-            project, workflow, None, None
-        )  # what would refuse the new run: before the stop
-        self._restart_after.add(run["id"])
-        self._stop(run, force=False)
+        self._select(project, workflow, None, None)  # refused before the stop, not after
+        # Kept with the run in spa.db: a restart of spad before the run ended still starts it.
+        self._stop(run, force=False, then_restart=True)
         return None
 
     # -- runners -----------------------------------------------------------------------------
@@ -268,9 +262,11 @@ class Runners:
         self._schedule_restart(run)
 
     def _start_again_if_asked(self, run: sqlite3.Row) -> None:
-        if run["id"] not in self._restart_after:
+        if not run["then_restart"]:
             return
-        self._restart_after.discard(run["id"])
+        with transaction(self.conn):
+            if not runs.restart_taken(self.conn, run["id"]):
+                return  # taken already: a stop called it off, or it started
         names = defs.names_of_workflow(self.conn, run["workflow_id"])
         workflow = defs.workflow_by_id(self.conn, run["workflow_id"])
         if names is None or workflow is None:
@@ -425,6 +421,8 @@ class Runners:
             self._adopt(run)
         for run in gone:
             self._runner_gone(run["id"], None)
+        for run in runs.restarts_asked(self.conn):  # ended while spad was down
+            self._start_again_if_asked(run)
         for run_id in {t["run_id"] for t in runs.immortal_tasks(self.conn)}:
             self._watch_immortals(run_id)
         for run_id in runs.unsettled_slurm_runs(self.conn, tuple(states.TASK_ACTIVE)):

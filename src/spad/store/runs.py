@@ -185,9 +185,30 @@ def set_runner(conn: sqlite3.Connection, run_id: int, pid: int, identity: str | 
     return cursor.rowcount > 0
 
 
-def request_stop(conn: Statements, run_id: int, mode: str) -> None:
-    """Record a stop request (``transitions.GRACEFUL`` or ``FORCED``) before it is signalled."""
-    conn.execute("UPDATE runs SET stop_request = ? WHERE id = ?", (mode, run_id))
+def request_stop(conn: Statements, run_id: int, mode: str, then_restart: bool = False) -> None:
+    """Record a stop request (``transitions.GRACEFUL`` or ``FORCED``) before it is signalled;
+    ``then_restart``: the workflow starts again once the run ended (a later stop calls it off)."""
+    conn.execute(
+        "UPDATE runs SET stop_request = ?, then_restart = ? WHERE id = ?",
+        (mode, int(then_restart), run_id),
+    )
+
+
+def restart_taken(conn: sqlite3.Connection, run_id: int) -> bool:
+    """Take the restart asked of ``run_id``: True once, for whoever takes it first."""
+    cursor = conn.execute(
+        "UPDATE runs SET then_restart = 0 WHERE id = ? AND then_restart", (run_id,)
+    )
+    return cursor.rowcount > 0
+
+
+def restarts_asked(conn: Statements) -> list[Row]:
+    """Finished runs whose restart was asked and not yet taken (the server was down as they
+    ended)."""
+    rows: list[Row] = conn.execute(
+        "SELECT * FROM runs WHERE finished = 1 AND then_restart = 1"
+    ).fetchall()
+    return rows
 
 
 def supersede(conn: Statements, run_id: int) -> None:

@@ -297,6 +297,11 @@ MIGRATIONS: tuple[str, ...] = (
         DELETE FROM audit WHERE id <= NEW.id - {AUDIT_KEPT};
     END;
     """,
+    # 11: a ``restart`` asked of a run, kept with the run so that a restart of spad itself
+    # before the run ended still starts the workflow again.
+    """
+    ALTER TABLE runs ADD COLUMN then_restart INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 
