@@ -47,9 +47,13 @@ class Limits:
     head_timeout: float = 30.0
     #: Each piece of a body within this.
     body_timeout: float = 60.0
+    #: A client must take what is written to it within this (its buffers full, each time):
+    #: one that never reads its reply would otherwise hold its connection for ever.
+    send_timeout: float = 60.0
     #: An idle kept-alive connection is closed after this.
     keep_alive: float = 75.0
-    #: Connections at once; at the cap the one the server has waited on longest makes room.
+    #: Connections at once; at the cap the one the server has waited on longest makes room
+    #: (waited on to send, or to take its reply).
     max_connections: int = 256
 
 
@@ -58,9 +62,13 @@ class BodyTooLarge(Exception):
 
 
 class Request:
+    """One request. A HEAD is served as its GET, the body left out (RFC 9110 9.3.2, as nginx
+    does): the handler sees ``method`` GET and ``head`` True, and what it writes is dropped."""
+
     def __init__(self, connection: _Connection, event: h11.Request, scheme: str) -> None:
         self._connection = connection
-        self.method = event.method.decode("ascii", "replace")
+        self.head = event.method == b"HEAD"
+        self.method = "GET" if self.head else event.method.decode("ascii", "replace")
         self.target = event.target.decode("ascii", "replace")
         self.path = self.target.split("?", 1)[0]
         self.headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in event.headers}
@@ -76,7 +84,8 @@ class Request:
     @property
     def content_length(self) -> int | None:
         value = self.headers.get("content-length")
-        return int(value) if value and value.isdigit() else None
+        # ASCII digits only: "²" is a digit to str.isdigit, not to int.
+        return int(value) if value and value.isascii() and value.isdigit() else None
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body, piece by piece as it arrives."""
@@ -134,6 +143,9 @@ class Request:
         if headers is None:
             headers = [("Content-Type", "application/json"), ("Content-Length", str(length))]
         head = h11.Response(status_code=status, headers=headers)
+        if self.head:  # the GET's head, Content-Length included, and no body
+            await self._connection.send_all([head, h11.EndOfMessage()])
+            return
         if length <= ONE_WRITE:
             body = [h11.Data(data=part) for part in parts if part]
             await self._connection.send_all([head, *body, h11.EndOfMessage()])
@@ -151,7 +163,13 @@ class Request:
         await self._connection.send(h11.Response(status_code=status, headers=list(headers.items())))
 
     async def write(self, data: bytes) -> None:
-        await self._connection.send(h11.Data(data=data))
+        if not self.head:
+            await self._connection.send(h11.Data(data=data))
+
+    async def until_gone(self) -> None:
+        """Return once the client has closed the connection (for a reply that lasts, such as
+        an event stream, which nothing else would end)."""
+        await self._connection.until_gone()
 
     async def end_stream(self) -> None:
         await self._connection.send(h11.EndOfMessage())
@@ -172,9 +190,11 @@ class _Connection:
         self.peer = str(peer[0]) if isinstance(peer, tuple) else "local"
         local = writer.get_extra_info("sockname")
         self.local_address = str(local[0]) if isinstance(local, tuple) else ""
-        #: Whether the server is waiting for this client to send (an idle or slow client,
-        #: which may be closed to make room), rather than working or writing for it.
+        #: Whether the server is waiting on this client: for it to send (an idle or slow
+        #: client) or to take what was written (one that does not read its reply). Either may
+        #: be closed to make room; one the server is working for may not.
         self.waiting = False
+        #: When the client last sent something or took something written to it.
         self.last_heard = time.monotonic()
         self.received = 0
 
@@ -218,16 +238,41 @@ class _Connection:
         """Drop the connection at once (its descriptor is free for a newcomer)."""
         self.writer.transport.abort()
 
+    async def until_gone(self) -> None:
+        """Return at the client's end of file or reset. Nothing it sends meanwhile is kept:
+        no request may follow one whose reply ends only when the connection does."""
+        with contextlib.suppress(OSError):
+            while await self.reader.read(READ_SIZE):
+                pass
+
     async def send(self, event: Any) -> None:
         data = self.h11.send(event)
         if data:
             self.writer.write(data)
-            await self.writer.drain()
+            await self._drain()
 
     async def send_all(self, events: list[Any]) -> None:
         """Several events in one write."""
         self.writer.write(b"".join(self.h11.send(event) or b"" for event in events))
-        await self.writer.drain()
+        await self._drain()
+
+    async def _drain(self) -> None:
+        """Wait until the client has taken enough of what was written. While it takes
+        nothing it is waited on like a client slow to send: closed to make room at the cap,
+        and cut after the send timeout (its unsent bytes would keep the socket open)."""
+        if not self.writer.transport.get_write_buffer_size():
+            await self.writer.drain()  # all in the kernel: no wait (and no timer to arm)
+            return
+        self.waiting = True
+        try:
+            async with asyncio.timeout(self.limits.send_timeout):
+                await self.writer.drain()
+        except TimeoutError:
+            self.close_now()
+            raise
+        finally:
+            self.waiting = False
+        self.last_heard = time.monotonic()  # it took its part: not idle
 
 
 class HttpServer:
@@ -257,7 +302,8 @@ class HttpServer:
 
     def _make_room(self) -> bool:
         """Room for one more: at the cap, close the connection the server has waited on
-        longest for the least (slow or idle clients); False when every one is busy."""
+        longest for the least (slow or idle clients, or ones that do not read their reply);
+        False when every one is busy."""
         if len(self._open) + self._starting < self.limits.max_connections:
             return True
         waiting = [c for c in self._open if c.waiting]
@@ -310,9 +356,19 @@ class HttpServer:
             log.exception("a request failed")
         finally:
             self._open.discard(connection)
-            writer.close()
-            with contextlib.suppress(Exception):
+            await self._close(writer)
+
+    async def _close(self, writer: asyncio.StreamWriter) -> None:
+        """Close once the client took what is left of the reply; one that takes nothing for
+        the send timeout is cut (the socket would stay open as long as its bytes wait)."""
+        writer.close()
+        try:
+            async with asyncio.timeout(self.limits.send_timeout):
                 await writer.wait_closed()
+        except TimeoutError:
+            writer.transport.abort()
+        except Exception:  # closed with an error: closed all the same
+            pass
 
     async def _requests(self, connection: _Connection) -> None:
         # The first head counts from the connection: connecting is the first byte.

@@ -2,7 +2,8 @@
 
 A client gets every event after its ``Last-Event-ID`` (read from the store), then each new one
 as the feed finds it; a comment every ``HEARTBEAT`` seconds keeps proxies and the client sure
-the stream lives. A client that stops reading is dropped (see :data:`feed.MAX_BACKLOG`).
+the stream lives. A client that stops reading is dropped (see :data:`feed.MAX_BACKLOG`, and the
+HTTP layer's send timeout); one that closed its connection is let go at once.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from spad.server.http import Request
 
 #: Seconds between comment lines: under the 15 s promised, whatever the loop's delays.
 HEARTBEAT = 14.0
-#: A client that takes nothing for this long (its buffers full) is dropped.
-STALL = 60.0
 HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-store",
@@ -25,22 +24,41 @@ HEADERS = {
 
 
 def last_event_id(request: Request) -> int | None:
+    """The client's ``Last-Event-ID``; anything but ASCII digits is as if absent ("²" is a
+    digit to str.isdigit, not to int)."""
     value = request.headers.get("last-event-id", "").strip()
-    return int(value) if value.isdigit() and len(value) < 19 else None
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
 
 
 async def serve(request: Request, feed: EventFeed) -> None:
+    if request.head:  # the stream's head alone: nothing to follow
+        await request.start_stream(200, HEADERS)
+        await request.end_stream()
+        return
     subscriber = feed.subscribe()
+    gone = asyncio.get_running_loop().create_task(request.until_gone())
+    gone.add_done_callback(lambda _: subscriber.ready.set())  # wakes _follow to end
     try:
         await request.start_stream(200, HEADERS)
         await _send(request, b": spad event stream\n\n")
-        resume = last_event_id(request)
-        sent = subscriber.start_id
-        if resume is not None:
-            sent = max(await _replay(request, feed, resume, subscriber.start_id), resume)
-        await _follow(request, subscriber, sent)
+        sent = await _resume(request, feed, subscriber.start_id)
+        await _follow(request, subscriber, sent, gone)
     finally:
+        gone.cancel()
         feed.unsubscribe(subscriber)
+
+
+async def _resume(request: Request, feed: EventFeed, newest: int) -> int:
+    """Replay what the client missed up to ``newest`` (where its live queue starts); returns
+    the last id it has. An id beyond ``newest`` (spa.db restored from a backup, ids given
+    again) is taken as "from now": waiting for it would silence the stream."""
+    resume = last_event_id(request)
+    if resume is None:
+        return newest
+    if resume > newest:
+        await _send(request, f": event {resume} is beyond the newest ({newest})\n\n".encode())
+        return newest
+    return await _replay(request, feed, resume, newest)
 
 
 async def _replay(request: Request, feed: EventFeed, after: int, up_to: int) -> int:
@@ -55,13 +73,15 @@ async def _replay(request: Request, feed: EventFeed, after: int, up_to: int) -> 
     return after
 
 
-async def _follow(request: Request, subscriber: Subscriber, sent: int) -> None:
+async def _follow(
+    request: Request, subscriber: Subscriber, sent: int, gone: asyncio.Task[None]
+) -> None:
     loop = asyncio.get_running_loop()
     next_beat = loop.time() + HEARTBEAT
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(subscriber.ready.wait(), max(0.0, next_beat - loop.time()))
-        if subscriber.dropped:
+        if subscriber.dropped or gone.done():
             return
         items = subscriber.take()
         chunks = [data for event_id, data in items if event_id > sent]
@@ -75,4 +95,4 @@ async def _follow(request: Request, subscriber: Subscriber, sent: int) -> None:
 
 
 async def _send(request: Request, data: bytes) -> None:
-    await asyncio.wait_for(request.write(data), STALL)
+    await request.write(data)  # a client that takes nothing is cut by the send timeout
