@@ -7,6 +7,7 @@ import sqlite3
 
 TYPE_CHECKING = False  # typing itself is not imported on the runner's path
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
 Row = sqlite3.Row
@@ -45,19 +46,22 @@ def workflows(conn: sqlite3.Connection, project_id: int) -> list[Row]:
     ).fetchall()
 
 
+def max_workflow_ext_id(conn: sqlite3.Connection, project_id: int) -> int | None:
+    """The highest ext_id of the project's workflows, None without workflows."""
+    row = conn.execute(
+        "SELECT max(ext_id) FROM workflows WHERE project_id = ?", (project_id,)
+    ).fetchone()
+    return None if row[0] is None else int(row[0])
+
+
 def insert_workflow(
     conn: sqlite3.Connection,
     project_id: int,
     name: str,
-    ext_id: int | None,
+    ext_id: int,
     on_failure: str,
     executor: str = "local",
 ) -> int:
-    if ext_id is None:
-        ext_id = conn.execute(
-            "SELECT coalesce(max(ext_id), 0) + 1 FROM workflows WHERE project_id = ?",
-            (project_id,),
-        ).fetchone()[0]
     cursor = conn.execute(
         "INSERT INTO workflows (project_id, ext_id, name, on_failure, executor)"
         " VALUES (?, ?, ?, ?, ?)",
@@ -97,41 +101,40 @@ def task(conn: sqlite3.Connection, workflow_id: int, name: str) -> Row | None:
     return row
 
 
-def task_count(conn: sqlite3.Connection, workflow_id: int) -> int:
-    return int(
-        conn.execute("SELECT count(*) FROM tasks WHERE workflow_id = ?", (workflow_id,)).fetchone()[
-            0
-        ]
-    )
+def task_order(conn: sqlite3.Connection, workflow_id: int) -> list[Row]:
+    """A workflow's tasks in order, with only what a change of them needs (id, ext_id, name,
+    place)."""
+    return conn.execute(
+        "SELECT id, ext_id, name, place FROM tasks WHERE workflow_id = ? ORDER BY place, id",
+        (workflow_id,),
+    ).fetchall()
+
+
+def max_task_ext_id(conn: sqlite3.Connection, project_id: int) -> int | None:
+    """The highest ext_id of the project's tasks, None without tasks."""
+    row = conn.execute(
+        "SELECT max(t.ext_id) FROM tasks t JOIN workflows w ON w.id = t.workflow_id"
+        " WHERE w.project_id = ?",
+        (project_id,),
+    ).fetchone()
+    return None if row[0] is None else int(row[0])
 
 
 def insert_task(
-    conn: sqlite3.Connection,
-    workflow_id: int,
-    project_id: int,
-    fields: dict[str, Any],
-    place: int,
-) -> None:
-    """Insert at ``place``, moving the tasks at that place and below down by one."""
-    ext_id = fields.get("id")
-    if ext_id is None:
-        ext_id = conn.execute(
-            "SELECT coalesce(max(t.ext_id), 0) + 1 FROM tasks t"
-            " JOIN workflows w ON w.id = t.workflow_id WHERE w.project_id = ?",
-            (project_id,),
-        ).fetchone()[0]
-    conn.execute(
-        "UPDATE tasks SET place = place + 1 WHERE workflow_id = ? AND place >= ?",
-        (workflow_id, place),
-    )
-    conn.execute(
+    conn: sqlite3.Connection, workflow_id: int, fields: dict[str, Any], place: int
+) -> int:
+    """Insert a task (``fields["id"]``: its ext_id) at ``place``; its id.
+
+    Nothing else moves: the caller keeps the workflow's places 1..n (:func:`set_places`), once
+    per command rather than once per task."""
+    cursor = conn.execute(
         "INSERT INTO tasks (workflow_id, ext_id, name, place, exec, function, params, retries,"
         " retry_delay, stop_signal, stop_timeout, env, cwd, timeout, idle_timeout, memory_max,"
         " executor, slurm_args)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             workflow_id,
-            ext_id,
+            fields["id"],
             fields["name"],
             place,
             fields["exec"],
@@ -150,19 +153,25 @@ def insert_task(
             json.dumps(fields.get("slurm_args") or []),
         ),
     )
+    return int(cursor.lastrowid or 0)
 
 
 def delete_task(conn: sqlite3.Connection, task_id: int) -> None:
     conn.execute("DELETE FROM tasks WHERE id = ?", (task_id,))
 
 
+def set_places(conn: sqlite3.Connection, places: Iterable[tuple[int, int]]) -> None:
+    """Write ``(place, task id)`` pairs."""
+    conn.executemany("UPDATE tasks SET place = ? WHERE id = ?", places)
+
+
 def close_up_places(conn: sqlite3.Connection, workflow_id: int) -> None:
-    """Renumber a workflow's tasks 1..n, keeping their order."""
-    rows = conn.execute(
-        "SELECT id FROM tasks WHERE workflow_id = ? ORDER BY place, id", (workflow_id,)
-    ).fetchall()
-    for place, row in enumerate(rows, start=1):
-        conn.execute("UPDATE tasks SET place = ? WHERE id = ?", (place, row["id"]))
+    """Renumber a workflow's tasks 1..n, keeping their order (writing only those that move)."""
+    rows = task_order(conn, workflow_id)
+    set_places(
+        conn,
+        [(place, row["id"]) for place, row in enumerate(rows, start=1) if row["place"] != place],
+    )
 
 
 def task_as_dict(row: Row) -> dict[str, Any]:
