@@ -130,7 +130,7 @@ def read_events(response: IO[bytes]) -> Iterator[ServerEvent]:
         elif "data" in fields:
             event_id = fields.get("id", "")
             yield ServerEvent(
-                int(event_id) if event_id.isdigit() else None,
+                int(event_id) if event_id.isascii() and event_id.isdigit() else None,
                 fields.get("event", "message"),
                 json.loads(fields["data"]),
             )

@@ -123,7 +123,7 @@ async def get(request: Request, service: Service, remote: str) -> None:
                 "X-Content-SHA256": digest,
             },
         )
-        offset = 0
+        offset = size if request.head else 0  # a HEAD: the GET's headers, checksum included
         while offset < size:
             chunk = os.pread(fd, min(CHUNK, size - offset), offset)
             if not chunk:
