@@ -18,7 +18,9 @@ from collections.abc import Iterator
 import pytest
 
 from spad.server.http import Handler, HttpServer, Limits, Request
-from tests.conftest import Server, run_spad, task, wait_for
+from tests.conftest import Server, task, wait_for
+from tests.integration.test_read_only import read_only_token
+from tests.integration.test_slow_clients import sockets
 
 LIST = b'{"jsonrpc": "2.0", "method": "list", "id": 1}'
 
@@ -31,22 +33,6 @@ def address(server: Server) -> tuple[str, int]:
 def log_of(server: Server) -> str:
     assert server.stderr_path is not None
     return server.stderr_path.read_text()
-
-
-def read_only_token(server: Server) -> str:
-    made = run_spad("token", "--read-only", "--home", str(server.home))
-    assert made.returncode == 0, made.stderr
-    return made.stdout.strip()
-
-
-@contextlib.contextmanager
-def sockets() -> Iterator[list[socket.socket]]:
-    opened: list[socket.socket] = []
-    try:
-        yield opened
-    finally:
-        for sock in opened:
-            sock.close()
 
 
 def answers_list(server: Server, timeout: float = 2.0) -> bool:
