@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
     parser.add_argument(
         "--max-file-size",
-        type=int,
+        type=positive,
         default=DEFAULT_MAX_FILE,
         help=f"largest file 'spa_ctl file put' may copy in, in bytes (default {DEFAULT_MAX_FILE})",
     )
@@ -186,15 +186,23 @@ def token_command(args: argparse.Namespace) -> int:
 
 def read_only_token(home: homes.Home, rotate: bool) -> int:
     from spad.server.access import READ_ONLY_FILE
+    from spad.server.lifecycle import open_store
 
     path = home.root / READ_ONLY_FILE
     if rotate or not path.exists():
         provision.write_token(home, provision.new_token(), path)
+        conn = open_store(home)
+        audit.record(conn, "token_rotate_read_only" if rotate else "token_read_only", "local", "ok")
+        conn.close()
     print(path.read_text().strip())
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Nothing spad makes (the home's folders, spa.db's files, url) may be writable by group or
+    # others, whatever umask it was started with: bin/ holds what runs as spad's user. Its
+    # tasks inherit it, as under systemd's default UMask=0022.
+    os.umask(os.umask(0o022) | 0o022)
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:

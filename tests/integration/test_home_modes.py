@@ -1,0 +1,48 @@
+"""What spad makes is never writable by group or others, whatever umask it was started with:
+under umask 000 the home's folders were 0777 and any local user could replace bin/ programs,
+which run as spad's user."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import subprocess
+from pathlib import Path
+
+from tests.conftest import VENV_BIN, clean_env
+
+
+def spad_under_umask_0(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", 'umask 000 && exec "$0" "$@"', str(VENV_BIN / "spad"), *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=30,
+        check=False,
+    )
+
+
+def test_a_home_made_under_umask_0_is_writable_by_spad_s_user_alone(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    made = spad_under_umask_0("token", "--read-only", "--home", str(home))  # opens spa.db too
+    assert made.returncode == 0, made.stderr
+    for path in (home, home / "bin", home / "data", home / "logs", home / "spa.db"):
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert not mode & (stat.S_IWGRP | stat.S_IWOTH), (path, oct(mode))
+
+
+def test_the_read_only_token_made_and_rotated_is_in_the_audit_trail(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    for rotate in ((), ("--rotate",)):
+        made = spad_under_umask_0("token", "--read-only", *rotate, "--home", str(home))
+        assert made.returncode == 0, made.stderr
+    with sqlite3.connect(home / "spa.db") as conn:
+        methods = [row[0] for row in conn.execute("SELECT method FROM audit ORDER BY id")]
+    assert methods == ["token_read_only", "token_rotate_read_only"]
+
+
+def test_a_negative_file_size_limit_is_a_usage_error(tmp_path: Path) -> None:
+    made = spad_under_umask_0("--home", str(tmp_path / "h"), "--max-file-size", "-1")
+    assert made.returncode == 2 and "--max-file-size" in made.stderr
+    assert "Traceback" not in made.stderr
