@@ -4,12 +4,13 @@ which run as spad's user."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import stat
 import subprocess
 from pathlib import Path
 
-from tests.conftest import VENV_BIN, clean_env
+from tests.conftest import VENV_BIN, Server, clean_env, task
 
 
 def spad_under_umask_0(*args: str) -> subprocess.CompletedProcess[str]:
@@ -46,3 +47,13 @@ def test_a_negative_file_size_limit_is_a_usage_error(tmp_path: Path) -> None:
     made = spad_under_umask_0("--home", str(tmp_path / "h"), "--max-file-size", "-1")
     assert made.returncode == 2 and "--max-file-size" in made.stderr
     assert "Traceback" not in made.stderr
+
+
+def test_a_logs_folder_removed_by_hand_is_made_again(server: Server) -> None:
+    """Each runner died opening runners.log in it, and was resumed for ever, saying nothing."""
+    server.define("w", task("t", "simple", "0"))
+    shutil.rmtree(server.home / "logs")
+    server.call("run", workflow="w")
+    server.wait_status("w", "success0")
+    assert (server.home / "logs" / "runners.log").exists()
+    assert stat.S_IMODE((server.home / "logs").stat().st_mode) == 0o700

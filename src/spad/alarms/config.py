@@ -134,8 +134,12 @@ def load(path: Path) -> SpadConfig:
     if not path.exists():
         return SpadConfig()
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
         config = msgspec.convert(data, SpadConfig)
+    except UnicodeDecodeError:
+        raise HomeError(f"{path}: not UTF-8 text, as TOML must be: write it again") from None
+    except OSError as exc:  # a folder in its place, no permission
+        raise HomeError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise HomeError(f"{path}: not valid TOML ({exc})") from None
     except msgspec.ValidationError as exc:

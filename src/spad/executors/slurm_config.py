@@ -60,6 +60,8 @@ def load(home: str) -> SlurmConfig | None:
 
     try:
         data = tomllib.loads(raw.decode())  # what tomllib.load does with the file
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text, as TOML must be: write it again") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     section = data.get("slurm")

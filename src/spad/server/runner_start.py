@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 log = logging.getLogger("spad.runners")
 
@@ -63,7 +64,7 @@ class RunnerStarter:
         self.close()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            with self.log_path.open("ab") as out:
+            with self._log() as out:
                 self._forkserver = subprocess.Popen(
                     [
                         sys.executable,
@@ -87,7 +88,7 @@ class RunnerStarter:
         return ours
 
     def _exec(self, run_id: int, env: dict[str, str]) -> tuple[int, subprocess.Popen[bytes]]:
-        with self.log_path.open("ab") as out:
+        with self._log() as out:
             child = subprocess.Popen(
                 [sys.executable, "-m", "spad.runner", str(self.home), str(run_id)],
                 stdin=subprocess.DEVNULL,
@@ -99,6 +100,11 @@ class RunnerStarter:
                 cwd=self.home,
             )
         return child.pid, child
+
+    def _log(self) -> BinaryIO:
+        """runners.log for a child's output, its folder made again if it was removed by hand."""
+        self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return self.log_path.open("ab")
 
     def close(self) -> None:
         if self._channel is not None:
