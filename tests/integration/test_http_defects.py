@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from spad.server.http import Handler, HttpServer, Limits, Request
-from tests.conftest import Server, task, wait_for
+from tests.conftest import Server, run_spad, task, wait_for
 from tests.integration.test_read_only import read_only_token
 from tests.integration.test_slow_clients import sockets
 
@@ -317,3 +317,32 @@ def test_a_client_that_takes_nothing_is_cut_at_the_send_timeout() -> None:
         sock.settimeout(10)
         sock.recv(1, socket.MSG_PEEK)
         wait_for(lambda: not server._connections, timeout=5, what="the connection to end")
+
+
+def test_an_event_stream_ends_once_its_token_is_rotated(server: Server) -> None:
+    """A rotated token's stream went on receiving every event, while the README says the old
+    token stops working at once: nothing is sent to it after the rotation, and it ends."""
+    server.define("w", task("t", "simple", "0"))
+    with sockets() as opened:
+        open_stream(server, opened)
+        rotated = run_spad("token", "--rotate", "--home", str(server.home))
+        assert rotated.returncode == 0, rotated.stderr
+        server.call("run", workflow="w")  # with the new token: events the old stream must miss
+        server.wait_status("w", "success0")
+        after = read_to_end(opened[0])
+        assert b"id: " not in after
+
+
+def read_to_end(sock: socket.socket, timeout: float = 20.0) -> bytes:
+    """What ``sock`` receives until the server closes it (fails after ``timeout``)."""
+    received = b""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"the stream did not end within {timeout:g}s: {received[-300:]!r}"
+        sock.settimeout(left)
+        with contextlib.suppress(TimeoutError):
+            data = sock.recv(65536)
+            if not data:
+                return received
+            received += data

@@ -19,7 +19,7 @@ import urllib.parse
 # hmac.compare_digest itself, without hmac: importing hmac loads OpenSSL's libcrypto (1 MiB of
 # an idle server's memory) for a comparison the interpreter has built in (hmac's own fallback).
 from _operator import _compare_digest as compare_digest
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import spad
@@ -173,7 +173,7 @@ class Api:
         elif request.path in ("/rpc", "/") and request.method == "POST":
             await self.rpc(request, read_only)
         elif request.method == "GET" and request.path in LIVE:
-            await self.live(request, read_only)
+            await self.live(request, read_only, signed_in=lambda: self.signed_in(header))
         elif request.path.startswith(FILES) and request.method in ("GET", "PUT"):
             remote = urllib.parse.unquote(request.path[len(FILES) :])
             if request.method == "PUT" and read_only:
@@ -203,13 +203,20 @@ class Api:
             return True
         return False
 
-    async def live(self, request: Request, read_only: bool = False) -> None:
-        """The live view's reads: the event stream, the metrics, what the dashboard shows."""
+    def signed_in(self, header: str) -> bool:
+        """Whether ``header`` still holds a token of now (a rotation ends what it opened)."""
+        return self.token.accepts(header) or self.read_token.accepts(header)
+
+    async def live(
+        self, request: Request, read_only: bool = False, signed_in: Callable[[], bool] = bool
+    ) -> None:
+        """The live view's reads: the event stream (which ends once ``signed_in`` says its
+        token was rotated), the metrics, what the dashboard shows."""
         if request.path == "/events":
             if self.feed is None:
                 await refuse(request, MethodNotFound("no event stream here"))
             else:
-                await stream.serve(request, self.feed)
+                await stream.serve(request, self.feed, signed_in)
         elif request.path == "/metrics":
             from spad.server import metrics
 

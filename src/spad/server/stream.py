@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from spad.server.feed import EventFeed, Subscriber, encode
 from spad.server.http import Request
@@ -30,7 +31,11 @@ def last_event_id(request: Request) -> int | None:
     return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
 
 
-async def serve(request: Request, feed: EventFeed) -> None:
+async def serve(
+    request: Request, feed: EventFeed, signed_in: Callable[[], bool] = lambda: True
+) -> None:
+    """Stream events until the client goes, stops reading, or ``signed_in`` says its token is
+    no longer one (rotated): looked at before anything is sent after a wake."""
     if request.head:  # the stream's head alone: nothing to follow
         await request.start_stream(200, HEADERS)
         await request.end_stream()
@@ -42,7 +47,7 @@ async def serve(request: Request, feed: EventFeed) -> None:
         await request.start_stream(200, HEADERS)
         await _send(request, b": spad event stream\n\n")
         sent = await _resume(request, feed, subscriber.start_id)
-        await _follow(request, subscriber, sent, gone)
+        await _follow(request, subscriber, sent, lambda: gone.done() or not signed_in())
     finally:
         gone.cancel()
         feed.unsubscribe(subscriber)
@@ -74,14 +79,14 @@ async def _replay(request: Request, feed: EventFeed, after: int, up_to: int) -> 
 
 
 async def _follow(
-    request: Request, subscriber: Subscriber, sent: int, gone: asyncio.Task[None]
+    request: Request, subscriber: Subscriber, sent: int, over: Callable[[], bool]
 ) -> None:
     loop = asyncio.get_running_loop()
     next_beat = loop.time() + HEARTBEAT
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(subscriber.ready.wait(), max(0.0, next_beat - loop.time()))
-        if subscriber.dropped or gone.done():
+        if subscriber.dropped or over():
             return
         items = subscriber.take()
         chunks = [data for event_id, data in items if event_id > sent]
