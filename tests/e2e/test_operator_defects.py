@@ -68,8 +68,13 @@ def test_a_stop_right_after_run_leaves_the_unstarted_tasks_not_run(server: Serve
 # 3. One server per home.
 
 
-def test_a_second_server_on_a_home_in_use_exits_2(server: Server) -> None:
+@pytest.mark.parametrize("lock_file", ["kept", "removed by hand"])
+def test_a_second_server_on_a_home_in_use_exits_2(server: Server, lock_file: str) -> None:
+    """With its spad.lock removed, a second server locked a new file of that name and ran
+    beside the first (and moved the home's url to itself)."""
     assert server.process is not None
+    if lock_file != "kept":
+        (server.home / "spad.lock").unlink()
     try:
         second = subprocess.run(
             [str(VENV_BIN / "spad"), "--home", str(server.home), "--listen", "127.0.0.1:0"],
@@ -82,7 +87,8 @@ def test_a_second_server_on_a_home_in_use_exits_2(server: Server) -> None:
     except subprocess.TimeoutExpired:
         pytest.fail("a second spad went on serving a home in use")
     assert second.returncode == 2
-    assert f"home {server.home} is in use by spad pid {server.process.pid}" in second.stderr
+    holder = f"spad pid {server.process.pid}" if lock_file == "kept" else "another spad"
+    assert f"home {server.home} is in use by {holder}" in second.stderr
     assert "Traceback" not in second.stderr
     assert server.process.poll() is None
     assert server.call("list") is not None

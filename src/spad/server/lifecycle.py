@@ -154,7 +154,8 @@ async def serve(home: homes.Home, options: Options) -> None:
     if hooks is not None:
         await hooks.close()
     conn.close()
-    os.close(lock)
+    for fd in lock:
+        os.close(fd)
 
 
 async def until_signalled() -> None:
