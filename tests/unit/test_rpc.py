@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sqlite3
 from typing import Any
 
 import pytest
@@ -266,3 +267,21 @@ def test_a_store_that_refuses_writes_is_answered_and_the_audit_never_costs_the_r
     other.close()
     assert reply["id"] == 1 and reply["error"]["code"] == -32603
     assert reply["error"]["message"].startswith("database busy: ")
+
+
+def _store_error(code: int, text: str) -> Any:
+    exc = sqlite3.OperationalError(text)
+    exc.sqlite_errorcode = code  # what the sqlite3 module sets from SQLite's extended code
+    raise exc
+
+
+@pytest.mark.parametrize(
+    ("code", "text"), [(10 | (8 << 8), "disk I/O error"), (8, "attempt to write a readonly db")]
+)
+def test_a_store_that_cannot_be_written_is_said_with_what_to_check(code: int, text: str) -> None:
+    """An immutable spa.db (chattr +i) was an internal error, 'the server log has the details'."""
+    methods = {"write": Method(lambda _c, _p: _store_error(code, text))}
+    reply = handle(b'{"jsonrpc": "2.0", "method": "write", "id": 1}', methods, None)
+    assert reply is not None
+    message = json.loads(reply)["error"]["message"]
+    assert text in message and "nothing was changed" in message and "immutable" in message

@@ -38,6 +38,9 @@ STORE_REFUSALS = {
     "changed; try again once it lets go (see who with: fuser SPA_HOME/spa.db)",
 }
 INTERNAL_MESSAGE = "internal error: the server log has the details"
+#: SQLite's PERM, READONLY, IOERR and CANTOPEN: spa.db (or its folder, or the disk) refuses
+#: writes for a reason someone must fix, not one to wait out.
+_UNWRITABLE = (3, 8, 10, 14)
 MAX_BATCH = 1_000
 MAX_DEPTH = 64
 #: The replies of one batch together, encoded.
@@ -216,7 +219,7 @@ def _call(name: str, params: Any, methods: Mapping[str, Method], context: Any) -
     except SpadError as exc:
         return exc
     except sqlite3.OperationalError as exc:
-        refusal = STORE_REFUSALS.get(trouble(exc) or "")
+        refusal = STORE_REFUSALS.get(trouble(exc) or "") or _unwritable(exc)
         if refusal is None:
             log.exception("method %s failed", name)
             return InternalError(INTERNAL_MESSAGE)
@@ -225,6 +228,17 @@ def _call(name: str, params: Any, methods: Mapping[str, Method], context: Any) -
     except Exception:
         log.exception("method %s failed", name)
         return InternalError(INTERNAL_MESSAGE)
+
+
+def _unwritable(exc: sqlite3.OperationalError) -> str | None:
+    """What to do when spa.db cannot be written for a reason of the file's or the disk's."""
+    if getattr(exc, "sqlite_errorcode", 0) & 0xFF not in _UNWRITABLE:
+        return None
+    return (
+        f"spa.db cannot be written ({exc}): nothing was changed; check the file, its -wal and "
+        "-shm files and their folder (owner, mode, a read-only or immutable flag) and the "
+        "disk, then try again"
+    )
 
 
 def _summary(params: Any) -> str:
