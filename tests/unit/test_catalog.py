@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from spad.definitions import catalog
-from spad.definitions.model import parse_ref, parse_spec
-from spad.errors import Conflict, Forbidden, InvalidParams, NotFound
+from spad.definitions.model import MAX_ID, parse_ref, parse_spec
+from spad.errors import Conflict, Forbidden, Invalid, InvalidParams, NotFound
 from spad.store import definitions as defs
 from spad.store import runs
 from tests.conftest import seed, task, tree
@@ -283,3 +283,14 @@ def test_an_unknown_executor_is_invalid_and_names_the_field() -> None:
         parse_spec(tree([{"name": "w", "executor": "k8s", "tasks": [task("a")]}]))
     with pytest.raises(InvalidParams, match=r"tasks\[0\]\.slurm_args"):
         parse_spec(tree([{"name": "w", "tasks": [task("a", slurm_args="--time=5")]}]))
+
+
+def test_no_id_is_given_past_the_largest_a_definition_may_hold(conn: sqlite3.Connection) -> None:
+    """A task after one of id 2**62 got 2**62 + 1: dump gave it back and update refused it."""
+    create(conn, tree([{"name": "wf1", "tasks": [task("d", id=MAX_ID)]}]))
+    with pytest.raises(Invalid, match="no task id is left above"):
+        create(conn, tree([{"name": "wf1", "tasks": [task("f")]}]))
+    assert places(conn) == ["d"]  # nothing was added
+    before = catalog.dump(conn, "pr1")
+    update(conn, before)  # dump then update changes nothing
+    assert catalog.dump(conn, "pr1") == before

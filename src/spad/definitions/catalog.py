@@ -17,8 +17,8 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
-from spad.definitions.model import ProjectRef, ProjectSpec, WorkflowSpec, fields_of
-from spad.errors import Conflict, Forbidden, NotFound
+from spad.definitions.model import MAX_ID, ProjectRef, ProjectSpec, WorkflowSpec, fields_of
+from spad.errors import Conflict, Forbidden, Invalid, NotFound
 from spad.store import definitions as defs
 from spad.store import runs
 from spad.store.sqlite import transaction
@@ -29,8 +29,8 @@ def create(conn: sqlite3.Connection, spec: ProjectSpec) -> dict[str, Any]:
     with transaction(conn):
         project_id = _ensure_project(conn, spec)
         ids = _NewIds(
-            workflows=_ExtIds(lambda: defs.max_workflow_ext_id(conn, project_id)),
-            tasks=_ExtIds(lambda: defs.max_task_ext_id(conn, project_id)),
+            workflows=_ExtIds("workflow", lambda: defs.max_workflow_ext_id(conn, project_id)),
+            tasks=_ExtIds("task", lambda: defs.max_task_ext_id(conn, project_id)),
         )
         created: list[dict[str, Any]] = []
         for wf in spec.workflows:
@@ -188,7 +188,8 @@ class _ExtIds:
     the project's highest; the highest is read once, not at each new one (each read goes over
     the whole project)."""
 
-    def __init__(self, read_highest: Callable[[], int | None]) -> None:
+    def __init__(self, what: str, read_highest: Callable[[], int | None]) -> None:
+        self._what = what
         self._read_highest = read_highest
         self._read = False
         self._highest: int | None = None
@@ -198,6 +199,11 @@ class _ExtIds:
             self._highest = self._read_highest()
             self._read = True
         ext_id = given if given is not None else (self._highest or 0) + 1
+        if ext_id > MAX_ID:  # dump would give it back, and update refuse it
+            raise Invalid(
+                f"no {self._what} id is left above {self._highest} (ids go up to {MAX_ID}): "
+                f"give the new {self._what} an id of its own"
+            )
         if self._read:
             self._highest = ext_id if self._highest is None else max(self._highest, ext_id)
         return ext_id

@@ -33,7 +33,9 @@ _SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*([KMGTkmgt])?\Z")
 _S = TypeVar("_S", bound=Struct)
 Seconds = Annotated[float, Meta(ge=0, le=MAX_SECONDS)]
 
-Id = Annotated[int, Meta(ge=0, le=2**62)]
+#: The largest id a definition may give (and spad give): SQLite's integers are 64-bit.
+MAX_ID = 2**62
+Id = Annotated[int, Meta(ge=0, le=MAX_ID)]
 Exec = Literal["parallel", "await"]
 OnFailure = Literal["stop", "continue"]
 #: Where a task runs: spad's own machine, or a job of a Slurm cluster.
