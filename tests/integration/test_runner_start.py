@@ -66,3 +66,17 @@ def test_one_forkserver_per_environment(home: Path) -> None:
     finally:
         starter.close()
     wait_for(lambda: not procs_with(f"spad.runner.forkserver {home} "), what="no fork server")
+
+
+def test_a_runners_log_that_cannot_be_opened_starts_runners_all_the_same(home: Path) -> None:
+    """A folder where runners.log goes (a project of that name once made one) made every
+    start fail, the run resumed for ever."""
+    (home / layout.LOGS / layout.RUNNERS_LOG).mkdir()
+    starter = RunnerStarter(home, home / layout.LOGS / layout.RUNNERS_LOG)
+    try:
+        pid, _ = starter.start(904, dict(os.environ))
+        identity = procs.identity(pid)
+        assert pid > 0
+    finally:
+        starter.close()
+    wait_for(lambda: not procs.is_alive(pid, identity), what="the runner of no run to end")

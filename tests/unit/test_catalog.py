@@ -294,3 +294,10 @@ def test_no_id_is_given_past_the_largest_a_definition_may_hold(conn: sqlite3.Con
     before = catalog.dump(conn, "pr1")
     update(conn, before)  # dump then update changes nothing
     assert catalog.dump(conn, "pr1") == before
+
+
+def test_no_project_id_is_given_past_the_largest(conn: sqlite3.Connection) -> None:
+    create(conn, {"project": {"id": MAX_ID, "name": "a", "workflows": []}})
+    with pytest.raises(Invalid, match="no project id is left"):
+        create(conn, {"project": {"name": "b", "workflows": []}})
+    assert defs.project(conn, "b") is None

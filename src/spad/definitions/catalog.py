@@ -117,7 +117,12 @@ def is_running(conn: sqlite3.Connection, workflow_id: int) -> bool:
 def _ensure_project(conn: sqlite3.Connection, spec: ProjectSpec) -> int:
     row = defs.project(conn, spec.name)
     if row is None:
-        return defs.insert_project(conn, spec.name, spec.id)
+        ext_id = spec.id if spec.id is not None else defs.max_project_ext_id(conn) + 1
+        if ext_id > MAX_ID:  # dump would give it back, and update refuse it
+            raise Invalid(
+                f"no project id is left (ids go up to {MAX_ID}): give the new project an id"
+            )
+        return defs.insert_project(conn, spec.name, ext_id)
     if spec.id is not None and spec.id != row["ext_id"]:
         defs.set_project_ext_id(conn, row["id"], spec.id)
     return int(row["id"])

@@ -262,6 +262,7 @@ class _Connection:
         and cut after the send timeout (its unsent bytes would keep the socket open)."""
         if not self.writer.transport.get_write_buffer_size():
             await self.writer.drain()  # all in the kernel: no wait (and no timer to arm)
+            self.last_heard = time.monotonic()  # it took all: not the one waited on longest
             return
         self.waiting = True
         try:

@@ -102,9 +102,14 @@ class RunnerStarter:
         return child.pid, child
 
     def _log(self) -> BinaryIO:
-        """runners.log for a child's output, its folder made again if it was removed by hand."""
-        self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return self.log_path.open("ab")
+        """runners.log for a child's output, its folder made again if it was removed by hand;
+        should it still not open (a folder in its place), the runner goes on without it."""
+        try:
+            self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            return self.log_path.open("ab")
+        except OSError as exc:
+            log.warning("cannot write %s (%s): runners start without it", self.log_path, exc)
+            return open(os.devnull, "ab")
 
     def close(self) -> None:
         if self._channel is not None:

@@ -89,9 +89,14 @@ class Runners:
         workflow: sqlite3.Row,
         only_task: str | None = None,
         from_task: str | None = None,
+        restart_of: int | None = None,
     ) -> int:
+        """A new run of ``workflow``; ``restart_of``: the run whose restart this is, the
+        restart taken in the same transaction (one that fails leaves it asked)."""
         selected = self._select(project, workflow, only_task, from_task)
         with transaction(self.conn):
+            if restart_of is not None:
+                runs.restart_taken(self.conn, restart_of)
             if runs.unfinished(self.conn, workflow["id"]):
                 raise Conflict(
                     f"workflow {project}/{workflow['name']} is already running: stop it first "
@@ -262,21 +267,37 @@ class Runners:
         self._schedule_restart(run)
 
     def _start_again_if_asked(self, run: sqlite3.Row) -> None:
-        if not run["then_restart"]:
+        """Start the workflow again when a restart was asked of ``run`` and is still to take.
+        A store that refuses (busy, full) raises, for the caller to try again later with the
+        restart still asked; anything else that refuses the start is said and takes it."""
+        if not runs.restart_asked(self.conn, run["id"]):
             return
-        with transaction(self.conn):
-            if not runs.restart_taken(self.conn, run["id"]):
-                return  # taken already: a stop called it off, or it started
         names = defs.names_of_workflow(self.conn, run["workflow_id"])
         workflow = defs.workflow_by_id(self.conn, run["workflow_id"])
-        if names is None or workflow is None:
-            return  # deleted meanwhile
         try:
-            run_id = self.start(names[0], workflow)
-        except Exception:
-            log.exception("could not start %s/%s again after its stop", *names)
+            if names is None or workflow is None:
+                raise NotFound("its workflow was deleted meanwhile")
+            run_id = self.start(names[0], workflow, restart_of=run["id"])
+        except sqlite3.OperationalError:
+            raise
+        except Exception as exc:
+            log.warning(
+                "could not start the workflow of run %s again after its stop: %s", run["id"], exc
+            )
+            with transaction(self.conn):
+                runs.restart_taken(self.conn, run["id"])
             return
         log.info("%s/%s restarted as run %s", names[0], names[1], run_id)
+
+    def _restart_now_or_later(self, run: sqlite3.Row, tries: int = 0) -> None:
+        """:meth:`_start_again_if_asked`, again after a pause while the store refuses."""
+        try:
+            self._start_again_if_asked(run)
+        except sqlite3.OperationalError as exc:
+            self._again_later(
+                self._retries, run["id"], f"start the workflow of run {run['id']} again", exc,
+                tries, lambda again: self._restart_now_or_later(run, again),
+            )  # fmt: skip
 
     def _end_session(self, run: sqlite3.Row | None) -> None:
         """When the run is unfinished and its runner dead: end what the runner left in its
@@ -422,7 +443,7 @@ class Runners:
         for run in gone:
             self._runner_gone(run["id"], None)
         for run in runs.restarts_asked(self.conn):  # ended while spad was down
-            self._start_again_if_asked(run)
+            self._restart_now_or_later(run)
         for run_id in {t["run_id"] for t in runs.immortal_tasks(self.conn)}:
             self._watch_immortals(run_id)
         for run_id in runs.unsettled_slurm_runs(self.conn, tuple(states.TASK_ACTIVE)):

@@ -22,9 +22,12 @@ def projects(conn: sqlite3.Connection) -> list[Row]:
     return conn.execute("SELECT * FROM projects ORDER BY name").fetchall()
 
 
-def insert_project(conn: sqlite3.Connection, name: str, ext_id: int | None) -> int:
-    if ext_id is None:
-        ext_id = conn.execute("SELECT coalesce(max(ext_id), 0) + 1 FROM projects").fetchone()[0]
+def max_project_ext_id(conn: sqlite3.Connection) -> int:
+    """The highest project ext_id, 0 without projects."""
+    return int(conn.execute("SELECT coalesce(max(ext_id), 0) FROM projects").fetchone()[0])
+
+
+def insert_project(conn: sqlite3.Connection, name: str, ext_id: int) -> int:
     cursor = conn.execute("INSERT INTO projects (ext_id, name) VALUES (?, ?)", (ext_id, name))
     return int(cursor.lastrowid or 0)
 

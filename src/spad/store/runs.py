@@ -194,6 +194,13 @@ def request_stop(conn: Statements, run_id: int, mode: str, then_restart: bool = 
     )
 
 
+def restart_asked(conn: Statements, run_id: int) -> bool:
+    """Whether a restart asked of ``run_id`` is still to take (a row read before may be
+    stale)."""
+    row = conn.execute("SELECT then_restart FROM runs WHERE id = ?", (run_id,)).fetchone()
+    return bool(row and row[0])
+
+
 def restart_taken(conn: sqlite3.Connection, run_id: int) -> bool:
     """Take the restart asked of ``run_id``: True once, for whoever takes it first."""
     cursor = conn.execute(
