@@ -10,6 +10,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import VENV_BIN, Server, clean_env, task
 
 
@@ -57,3 +59,23 @@ def test_a_logs_folder_removed_by_hand_is_made_again(server: Server) -> None:
     server.wait_status("w", "success0")
     assert (server.home / "logs" / "runners.log").exists()
     assert stat.S_IMODE((server.home / "logs").stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize(
+    ("rotate", "method"), [((), "token_rotate"), (("--read-only",), "token_rotate_read_only")]
+)
+def test_a_refused_rotation_is_in_the_audit_trail(
+    tmp_path: Path, rotate: tuple[str, ...], method: str
+) -> None:
+    """A `.new` file left by an interrupted rotation refuses the next one: said, and now
+    recorded as every refused change is."""
+    home = tmp_path / "home"
+    made = spad_under_umask_0("token", "--read-only", "--home", str(home))
+    assert made.returncode == 0, made.stderr
+    name = "token-read-only" if rotate else "token"
+    (home / f"{name}.new").write_text("left over\n")
+    refused = spad_under_umask_0("token", *rotate, "--rotate", "--home", str(home))
+    assert refused.returncode == 2 and ".new exists" in refused.stderr
+    with sqlite3.connect(home / "spa.db") as conn:
+        rows = conn.execute("SELECT method, outcome FROM audit ORDER BY id").fetchall()
+    assert rows[-1][0] == method and rows[-1][1].startswith("error: ")

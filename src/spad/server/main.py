@@ -9,6 +9,7 @@ import logging
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spad import home as homes
@@ -169,16 +170,11 @@ def without_ssl() -> None:
 
 
 def token_command(args: argparse.Namespace) -> int:
-    from spad.server.lifecycle import open_store
-
     home = provision.prepare(homes.resolve(args.token_home or args.home))
     if args.read_only:
         return read_only_token(home, args.rotate)
     if args.rotate:
-        provision.write_token(home, provision.new_token())
-        conn = open_store(home)
-        audit.record(conn, "token_rotate", "local", "ok")
-        conn.close()
+        new_token(home, None, "token_rotate")
     provision.check_token(home)
     print(home.token())
     return 0
@@ -186,16 +182,33 @@ def token_command(args: argparse.Namespace) -> int:
 
 def read_only_token(home: homes.Home, rotate: bool) -> int:
     from spad.server.access import READ_ONLY_FILE
-    from spad.server.lifecycle import open_store
 
     path = home.root / READ_ONLY_FILE
     if rotate or not path.exists():
-        provision.write_token(home, provision.new_token(), path)
-        conn = open_store(home)
-        audit.record(conn, "token_rotate_read_only" if rotate else "token_read_only", "local", "ok")
-        conn.close()
+        new_token(home, path, "token_rotate_read_only" if rotate else "token_read_only")
     print(path.read_text().strip())
     return 0
+
+
+def new_token(home: homes.Home, path: Path | None, method: str) -> None:
+    """A new token (at ``path``: the read-only one), in the audit trail as ``method`` whether
+    it was made or refused (a ``.new`` file left by an interrupted rotation)."""
+    try:
+        provision.write_token(home, provision.new_token(), path)
+    except HomeError as exc:
+        _record(home, method, f"error: {exc}")
+        raise
+    _record(home, method, "ok")
+
+
+def _record(home: homes.Home, method: str, outcome: str) -> None:
+    from spad.server.lifecycle import open_store
+
+    conn = open_store(home)
+    try:
+        audit.record(conn, method, "local", outcome)
+    finally:
+        conn.close()
 
 
 def main(argv: list[str] | None = None) -> int:
