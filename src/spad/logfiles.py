@@ -107,6 +107,18 @@ class RotatingLog:
         self._size = 0
 
 
+def open_for_appending(path: str | os.PathLike[str]) -> int:
+    """A descriptor appending to ``path`` (made 0600), its folder made again (0700) if it was
+    removed by hand; /dev/null should it still not open (a folder in its place): what writes
+    there goes on without it (runners.log: each runner's start died on it)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    try:
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        return os.open(path, flags, 0o600)
+    except OSError:
+        return os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+
+
 def size(path: str | os.PathLike[str]) -> int:
     try:
         return os.stat(path).st_size

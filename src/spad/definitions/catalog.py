@@ -117,11 +117,7 @@ def is_running(conn: sqlite3.Connection, workflow_id: int) -> bool:
 def _ensure_project(conn: sqlite3.Connection, spec: ProjectSpec) -> int:
     row = defs.project(conn, spec.name)
     if row is None:
-        ext_id = spec.id if spec.id is not None else defs.max_project_ext_id(conn) + 1
-        if ext_id > MAX_ID:  # dump would give it back, and update refuse it
-            raise Invalid(
-                f"no project id is left (ids go up to {MAX_ID}): give the new project an id"
-            )
+        ext_id = _ExtIds("project", lambda: defs.max_project_ext_id(conn)).take(spec.id)
         return defs.insert_project(conn, spec.name, ext_id)
     if spec.id is not None and spec.id != row["ext_id"]:
         defs.set_project_ext_id(conn, row["id"], spec.id)
@@ -189,28 +185,26 @@ def _update_workflow(
 
 
 class _ExtIds:
-    """The ext_ids a ``create`` gives its new workflows or tasks: the one given, else one above
-    the project's highest; the highest is read once, not at each new one (each read goes over
+    """The ext_ids a ``create`` gives its new projects, workflows or tasks: the one given, else
+    one above the highest; the highest is read once, not at each new one (each read goes over
     the whole project)."""
 
-    def __init__(self, what: str, read_highest: Callable[[], int | None]) -> None:
+    def __init__(self, what: str, read_highest: Callable[[], int]) -> None:
         self._what = what
         self._read_highest = read_highest
-        self._read = False
-        self._highest: int | None = None
+        self._highest: int | None = None  # not read yet
 
     def take(self, given: int | None) -> int:
-        if given is None and not self._read:  # what was inserted before is in the store
+        if given is None and self._highest is None:  # what was inserted before is in the store
             self._highest = self._read_highest()
-            self._read = True
         ext_id = given if given is not None else (self._highest or 0) + 1
         if ext_id > MAX_ID:  # dump would give it back, and update refuse it
             raise Invalid(
                 f"no {self._what} id is left above {self._highest} (ids go up to {MAX_ID}): "
                 f"give the new {self._what} an id of its own"
             )
-        if self._read:
-            self._highest = ext_id if self._highest is None else max(self._highest, ext_id)
+        if self._highest is not None:
+            self._highest = max(self._highest, ext_id)
         return ext_id
 
 

@@ -25,7 +25,7 @@ import socket
 import sys
 import traceback
 
-from spad import freed, procs
+from spad import freed, logfiles, procs
 from spad import home as layout
 from spad.executors.local import find_spawner
 from spad.runner import main as runner_main
@@ -42,7 +42,7 @@ def _become_runner(home: str, run_id: int, log_path: str) -> int:
     signals.set_handler(signal.SIGCHLD, signal.SIG_DFL)  # the runner reaps its own tasks
     gc.enable()
     devnull = os.open(os.devnull, os.O_RDONLY)
-    log = _open_log(log_path)
+    log = logfiles.open_for_appending(log_path)  # the run goes on without it, if need be
     os.dup2(devnull, 0)
     os.dup2(log, 1)
     os.dup2(log, 2)
@@ -61,17 +61,6 @@ def _become_runner(home: str, run_id: int, log_path: str) -> int:
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-
-
-def _open_log(path: str) -> int:
-    """runners.log, its folder made again if it was removed by hand (each runner died on it);
-    should it still not open, the run goes on without it (its records are in spa.db)."""
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-    try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        return os.open(path, flags, 0o600)
-    except OSError:
-        return os.open(os.devnull, os.O_WRONLY)
 
 
 def serve(home: str, channel: socket.socket) -> None:

@@ -83,6 +83,11 @@ class TokenCheck:
         return self._token
 
 
+def _public() -> bool:
+    """What needs no token is never signed out."""
+    return True
+
+
 def _foreign_origin(request: Request) -> bool:
     """A browser page from elsewhere sends its own Origin; only ours may drive the server."""
     origin = request.headers.get("origin")
@@ -208,7 +213,7 @@ class Api:
         return self.token.accepts(header) or self.read_token.accepts(header)
 
     async def live(
-        self, request: Request, read_only: bool = False, signed_in: Callable[[], bool] = bool
+        self, request: Request, read_only: bool = False, signed_in: Callable[[], bool] = _public
     ) -> None:
         """The live view's reads: the event stream (which ends once ``signed_in`` says its
         token was rotated), the metrics, what the dashboard shows."""

@@ -262,18 +262,17 @@ class _Connection:
         and cut after the send timeout (its unsent bytes would keep the socket open)."""
         if not self.writer.transport.get_write_buffer_size():
             await self.writer.drain()  # all in the kernel: no wait (and no timer to arm)
-            self.last_heard = time.monotonic()  # it took all: not the one waited on longest
-            return
-        self.waiting = True
-        try:
-            async with asyncio.timeout(self.limits.send_timeout):
-                await self.writer.drain()
-        except TimeoutError:
-            self.close_now()
-            raise
-        finally:
-            self.waiting = False
-        self.last_heard = time.monotonic()  # it took its part: not idle
+        else:
+            self.waiting = True
+            try:
+                async with asyncio.timeout(self.limits.send_timeout):
+                    await self.writer.drain()
+            except TimeoutError:
+                self.close_now()
+                raise
+            finally:
+                self.waiting = False
+        self.last_heard = time.monotonic()  # it took its part: not the one waited on longest
 
 
 class HttpServer:

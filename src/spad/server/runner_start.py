@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import BinaryIO
 
+from spad import logfiles
+
 log = logging.getLogger("spad.runners")
 
 #: How long a fork may take before the fork server is given up for this start.
@@ -102,14 +104,8 @@ class RunnerStarter:
         return child.pid, child
 
     def _log(self) -> BinaryIO:
-        """runners.log for a child's output, its folder made again if it was removed by hand;
-        should it still not open (a folder in its place), the runner goes on without it."""
-        try:
-            self.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            return self.log_path.open("ab")
-        except OSError as exc:
-            log.warning("cannot write %s (%s): runners start without it", self.log_path, exc)
-            return open(os.devnull, "ab")
+        """runners.log for a child's output (see :func:`logfiles.open_for_appending`)."""
+        return os.fdopen(logfiles.open_for_appending(self.log_path), "ab")
 
     def close(self) -> None:
         if self._channel is not None:

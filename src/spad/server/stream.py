@@ -31,9 +31,7 @@ def last_event_id(request: Request) -> int | None:
     return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
 
 
-async def serve(
-    request: Request, feed: EventFeed, signed_in: Callable[[], bool] = lambda: True
-) -> None:
+async def serve(request: Request, feed: EventFeed, signed_in: Callable[[], bool]) -> None:
     """Stream events until the client goes, stops reading, or ``signed_in`` says its token is
     no longer one (rotated): looked at before anything is sent after a wake."""
     if request.head:  # the stream's head alone: nothing to follow

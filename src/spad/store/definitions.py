@@ -49,12 +49,10 @@ def workflows(conn: sqlite3.Connection, project_id: int) -> list[Row]:
     ).fetchall()
 
 
-def max_workflow_ext_id(conn: sqlite3.Connection, project_id: int) -> int | None:
-    """The highest ext_id of the project's workflows, None without workflows."""
-    row = conn.execute(
-        "SELECT max(ext_id) FROM workflows WHERE project_id = ?", (project_id,)
-    ).fetchone()
-    return None if row[0] is None else int(row[0])
+def max_workflow_ext_id(conn: sqlite3.Connection, project_id: int) -> int:
+    """The highest ext_id of the project's workflows, 0 without workflows."""
+    sql = "SELECT coalesce(max(ext_id), 0) FROM workflows WHERE project_id = ?"
+    return int(conn.execute(sql, (project_id,)).fetchone()[0])
 
 
 def insert_workflow(
@@ -113,14 +111,13 @@ def task_order(conn: sqlite3.Connection, workflow_id: int) -> list[Row]:
     ).fetchall()
 
 
-def max_task_ext_id(conn: sqlite3.Connection, project_id: int) -> int | None:
-    """The highest ext_id of the project's tasks, None without tasks."""
-    row = conn.execute(
-        "SELECT max(t.ext_id) FROM tasks t JOIN workflows w ON w.id = t.workflow_id"
-        " WHERE w.project_id = ?",
-        (project_id,),
-    ).fetchone()
-    return None if row[0] is None else int(row[0])
+def max_task_ext_id(conn: sqlite3.Connection, project_id: int) -> int:
+    """The highest ext_id of the project's tasks, 0 without tasks."""
+    sql = (
+        "SELECT coalesce(max(t.ext_id), 0) FROM tasks t JOIN workflows w ON w.id = t.workflow_id"
+        " WHERE w.project_id = ?"
+    )
+    return int(conn.execute(sql, (project_id,)).fetchone()[0])
 
 
 def insert_task(

@@ -201,12 +201,9 @@ def restart_asked(conn: Statements, run_id: int) -> bool:
     return bool(row and row[0])
 
 
-def restart_taken(conn: sqlite3.Connection, run_id: int) -> bool:
-    """Take the restart asked of ``run_id``: True once, for whoever takes it first."""
-    cursor = conn.execute(
-        "UPDATE runs SET then_restart = 0 WHERE id = ? AND then_restart", (run_id,)
-    )
-    return cursor.rowcount > 0
+def restart_taken(conn: Statements, run_id: int) -> None:
+    """The restart asked of ``run_id`` is taken: it is asked no more."""
+    conn.execute("UPDATE runs SET then_restart = 0 WHERE id = ?", (run_id,))
 
 
 def restarts_asked(conn: Statements) -> list[Row]:
