@@ -18,10 +18,12 @@ def runs_of(server: Server, workflow: str) -> list[int]:
 
 def test_a_restart_that_could_not_start_again_stops_nothing(server: Server) -> None:
     """Refused as ``run`` would refuse it, before the stop: the workflow was left stopped."""
-    server.script("mytool", "sleep 60\n")
+    server.script("mytool", "echo started\nsleep 60\n")
     server.define("w", task("t", "mytool"))
     server.call("run", workflow="w")
     server.wait_task("w", "t", "running")
+    # Removed only once bash has opened it: env, then bash, open the script after the exec.
+    wait_for(lambda: "started" in server.call("logs", workflow="w", task="t"), what="the tool")
     (server.home / "bin" / "mytool").unlink()
     with pytest.raises(ServerError, match="no executable mytool") as refused:
         server.call("restart", workflow="w")
