@@ -24,6 +24,10 @@ NO_KILL = os.environ.get("SPAD_TEST_NO_KILL") == "1"
 #: tests and benchmarks can exercise and compare both ways of starting them.
 NO_FORKSERVER = os.environ.get("SPAD_TEST_NO_FORKSERVER") == "1"
 
+#: ``SPAD_TEST_NO_REHEARSAL=1``: the fork server forks runners without its rehearsal first (see
+#: :mod:`spad.runner.rehearsal`), so that benchmarks can compare both.
+NO_REHEARSAL = os.environ.get("SPAD_TEST_NO_REHEARSAL") == "1"
+
 #: ``SPAD_TEST_NO_CGROUP=1``: behave as on a machine without a usable memory cgroup.
 NO_CGROUP = os.environ.get("SPAD_TEST_NO_CGROUP") == "1"
 

@@ -23,13 +23,14 @@ import os
 import signal
 import socket
 import sys
+import time
 import traceback
 
-from spad import freed, logfiles, procs
+from spad import faults, freed, logfiles, procs
 from spad import home as layout
 from spad.executors.local import find_spawner
 from spad.runner import main as runner_main
-from spad.runner import signals
+from spad.runner import rehearsal, signals
 
 #: A request is a run id: a few digits.
 MESSAGE_MAX = 64
@@ -79,17 +80,32 @@ def serve(home: str, channel: socket.socket) -> None:
         channel.send(b"%d" % pid)
 
 
+def _rehearse() -> None:
+    """The rehearsal (:mod:`spad.runner.rehearsal`), said in runners.log either way."""
+    began = time.monotonic()
+    ended = rehearsal.rehearse(os.environ.get("TMPDIR") or "/tmp")
+    if ended == rehearsal.ENDED:
+        took = (time.monotonic() - began) * 1000
+        said = f"rehearsed a run's start and stop in {took:.0f} ms"
+    else:
+        said = f"rehearsal {ended}"
+    print(f"spad fork server: {said}", file=sys.stderr, flush=True)
+
+
 def main() -> int:
     if len(sys.argv) != 4 or not (sys.argv[2].isdigit() and sys.argv[3].isdigit()):
         print("usage: python -m spad.runner.forkserver HOME SERVER_PID CHANNEL_FD", file=sys.stderr)
         return 2
     procs.die_with_parent(int(sys.argv[2]))
     procs.set_name(b"spad-forkserver")
+    find_spawner()  # load the spawn library now: every runner uses this one
+    if not faults.NO_REHEARSAL:  # before the signals below: it reaps its own tasks
+        _rehearse()
     # Runners are reaped by the kernel: nobody here needs their exit codes.
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the server's to handle
-    find_spawner()  # load the spawn library now: every runner uses this one
     gc.collect()
+    freed.give_back()  # what the rehearsal freed: not ours to keep resident
     freed.take_free_chunks()  # a runner's allocations go to fresh pages, not our scattered holes
     gc.freeze()  # what is loaded now stays on pages the runners share
     channel = socket.socket(fileno=int(sys.argv[3]))

@@ -31,6 +31,15 @@ class SignalInbox:
     def fileno(self) -> int:
         return self._read
 
+    def close(self) -> None:
+        """The signals back to their defaults, the pipe closed: for a process that goes on
+        after carrying out a run (the fork server's rehearsal); a runner never needs it."""
+        signal.set_wakeup_fd(-1)
+        for signum in WATCHED:
+            set_handler(signum, signal.SIG_DFL)
+        os.close(self._read)
+        os.close(self._write)
+
     def drain(self) -> list[int]:
         received: list[int] = []
         while True:
