@@ -24,7 +24,6 @@ import signal
 import socket
 import sys
 import time
-import traceback
 
 from spad import faults, freed, logfiles, procs
 from spad import home as layout
@@ -57,6 +56,8 @@ def _become_runner(home: str, run_id: int, log_path: str) -> int:
             return 1
         return int(end.code or 0)
     except BaseException:
+        import traceback  # a runner that crashed, only: the fork server does without it
+
         traceback.print_exc()
         return 1
     finally:
