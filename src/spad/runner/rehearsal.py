@@ -6,14 +6,16 @@ built-in function, the specialised byte-code of a function, the first calls into
 ctypes. In a runner forked from the fork server, each such first write copies a page that the
 runners would otherwise share. Done once here, before the fork server freezes its objects,
 they are done for every runner, the way a web server that preloads its application warms it
-up before it forks its workers (bench/RESULTS.md, "W8, sixth pass": about 0.1 MiB a runner).
+up before it forks its workers: 2.1 instead of 2.3 MiB a runner (bench/runner_pages.py,
+bench/RESULTS.md "W8, sixth pass").
 
 The run is a workflow of two ``sleep`` tasks, one in the background and one awaited, started
 and then stopped gracefully (a stop asked at once, as ``spa_ctl stop`` does, which the runner
 carries out once its tasks are started): both halves of a runner's life in W8. It goes
 through :func:`spad.runner.main.carry_out`, its engine and the local executor, as any run
-does, so the rehearsal follows the runner's code as it changes. It takes a few milliseconds.
-One that fails is said in runners.log and skipped: runners then start as without it.
+does, so the rehearsal follows the runner's code as it changes. It takes about 17 ms, once per
+fork server. One that fails is said in runners.log and skipped: runners then start as they
+would without it.
 """
 
 from __future__ import annotations
