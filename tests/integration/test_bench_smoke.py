@@ -27,6 +27,14 @@ def test_runner_memory_bench_runs(tmp_path: Path) -> None:
     assert row["workflows"] == 2 and row["runner_pss_kib"] > 0 and row["floor_pss_kib"] > 0
 
 
+def test_the_runner_pages_bench_runs() -> None:
+    result = run("bench/runner_pages.py", "--workflows", "2")
+    assert result.returncode == 0, result.stderr
+    totals = next(line for line in result.stdout.splitlines() if line.startswith("total"))
+    at_start, idle, unrehearsed = (float(x) for x in totals.split()[1:])
+    assert 0 < at_start < idle and unrehearsed > 0
+
+
 def test_the_side_by_side_bench_runs_every_workload(tmp_path: Path) -> None:
     # Processes of someone else on the machine that look like the bench's own tasks (deaf to
     # SIGTERM, as other benches on a shared machine may send it): the bench looks at its own
