@@ -15,7 +15,8 @@ carries out once its tasks are started): both halves of a runner's life in W8. I
 through :func:`spad.runner.main.carry_out`, its engine and the local executor, as any run
 does, so the rehearsal follows the runner's code as it changes. It takes about 17 ms, once per
 fork server. One that fails is said in runners.log and skipped: runners then start as they
-would without it.
+would without it. Its tasks die with the fork server (their parent-death signal); a fork server
+killed during its rehearsal leaves the scratch folder (``spad-rehearsal-*``, a few KiB) behind.
 """
 
 from __future__ import annotations
