@@ -8,7 +8,8 @@ Three servers, one after the other, each running ``--workflows`` W8 workflows (t
 
 - ``at its start``: the runners are held just before they open spa.db
   (``SPAD_TEST_RUNNER_DELAY``): what a forked runner owns once it is a session of its own with
-  its name, signal pipe and log, before any of its run's work. The floor of any runner.
+  its name, signal pipe and log, before any of its run's work. The floor of any runner. (The
+  delay also keeps that fork server from rehearsing: its rehearsal would wait it out.)
 - ``idle``: the runners once their three tasks run and they have let go of the store, as in
   W8.
 - ``idle, no rehearsal``: the same, forked by a fork server that did not rehearse a run first

@@ -5,6 +5,9 @@ starting."""
 from __future__ import annotations
 
 import os
+import re
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,7 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from spad import home as layout
-from tests.conftest import Server, clean_env, task, wait_for
+from spad import procs
+from spad.store.sqlite import connect, migrate
+from tests.conftest import Server, clean_env, comm, procs_with, task, wait_for
 
 
 def rehearse(temporary: Path, **env: str) -> str:
@@ -95,16 +100,127 @@ def test_a_rehearsal_that_cannot_run_keeps_no_runner_from_starting(
     )
 
 
+def test_a_rehearsal_that_fails_halfway_leaves_no_child(tmp_path: Path) -> None:
+    # The run breaks once its tasks run (as a full disk would): they are killed, and reaped.
+    probe = (
+        "import os, sys\n"
+        "from spad.runner import main, rehearsal\n"
+        "def broken(*args):\n"
+        "    raise OSError(28, 'No space left on device')\n"
+        "main.Loop._on_signals = staticmethod(broken)\n"
+        "print(rehearsal.rehearse(sys.argv[1]))\n"
+        "try:\n"
+        "    os.waitpid(-1, os.WNOHANG)\n"
+        "    print('a child is left')\n"
+        "except ChildProcessError:\n"
+        "    print('no child')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=clean_env(),
+    )
+    said, children = done.stdout.splitlines()
+    assert said.startswith("failed: OSError")
+    assert children == "no child"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_signal_inbox_closed_gives_the_signals_back() -> None:
+    # SIGHUP ignored, as under nohup: it must stay ignored, not become deadly.
     probe = (
         "import signal\n"
         "from spad.runner.signals import WATCHED, SignalInbox\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+        "before = {s: signal.getsignal(s) for s in WATCHED}\n"
         "inbox = SignalInbox()\n"
         "inbox.close()\n"
-        "print(all(signal.getsignal(s) == signal.SIG_DFL for s in WATCHED),"
-        " signal.set_wakeup_fd(-1))\n"
+        "print(all(signal.getsignal(s) == before[s] for s in WATCHED),"
+        " signal.getsignal(signal.SIGHUP) == signal.SIG_IGN, signal.set_wakeup_fd(-1))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
-    assert done.stdout.split() == ["True", "-1"]
+    assert done.stdout.split() == ["True", "True", "-1"]
+
+
+def forkserver_state(server: Server) -> dict[str, object]:
+    """What the fork server looks like to the runners it forks: its signals, its open
+    descriptors (sockets and pipes by kind), its children."""
+    pids = [
+        p
+        for p in procs_with(f"spad.runner.forkserver {server.home} ")
+        if comm(p) == "spad-forkserver"
+    ]
+    [pid] = pids
+    with open(f"/proc/{pid}/status") as handle:
+        fields = dict(line.split(":\t", 1) for line in handle.read().splitlines() if ":\t" in line)
+    descriptors = sorted(
+        re.sub(r":\[\d+\]$", "", os.readlink(f"/proc/{pid}/fd/{fd}"))
+        for fd in os.listdir(f"/proc/{pid}/fd")
+    )
+    with open(f"/proc/{pid}/task/{pid}/children") as handle:
+        children = handle.read().split()
+    return {
+        "signals": {name: fields[name].strip() for name in ("SigIgn", "SigCgt", "SigBlk")},
+        "descriptors": descriptors,
+        "children": children,
+    }
+
+
+def test_the_fork_server_forks_runners_as_it_would_without_a_rehearsal(
+    make_server: Callable[..., Server],
+) -> None:
+    states: list[dict[str, object]] = []
+    for env in ({}, {"SPAD_TEST_NO_REHEARSAL": "1"}):
+        server = make_server(**env)
+        server.ignored_signals = (signal.SIGHUP,)  # started under nohup
+        server.start()
+        if not states:  # the same home both times
+            server.define("w", task("t", "simple", "0"))
+        server.call("run", workflow="w")
+        server.wait_status("w", "success0")
+        states.append(forkserver_state(server))
+        server.kill_everything()
+    rehearsed, plain = states
+    assert rehearsed == plain
+    assert plain["children"] == []
+
+
+def test_a_fork_server_whose_log_cannot_be_written_still_forks(tmp_path: Path) -> None:
+    (tmp_path / layout.LOGS).mkdir()
+    conn = connect(tmp_path / layout.DB)
+    migrate(conn)
+    conn.close()
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with open("/dev/full", "wb") as full:  # every write fails: ENOSPC
+        forkserver = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "spad.runner.forkserver",
+                str(tmp_path),
+                str(os.getpid()),
+                str(theirs.fileno()),
+            ],
+            stdout=full,
+            stderr=subprocess.STDOUT,
+            pass_fds=(theirs.fileno(),),
+            env=clean_env(),
+        )
+    theirs.close()
+    try:
+        ours.settimeout(30)
+        ours.send(b"999")  # no such run: its runner says so and ends
+        reply = ours.recv(64)
+        assert reply.isdigit(), reply
+        runner = int(reply)
+        wait_for(
+            lambda: not procs.is_alive(runner, procs.identity(runner)), what="the runner to end"
+        )
+    finally:
+        ours.close()  # the fork server reads the end and exits
+        forkserver.wait(timeout=30)

@@ -196,7 +196,11 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         """Whatever a task left behind outside its group (adopted by the runner, a child
-        subreaper) ends with the runner."""
+        subreaper) ends with the runner; its /dev/null is closed (a process that goes on, the
+        fork server after its rehearsal, would leave it to every runner it forks)."""
+        if self._stdin >= 0:
+            os.close(self._stdin)
+            self._stdin = -1
         if faults.NO_KILL:
             return
         for pid in procs.descendants(self._me):

@@ -18,6 +18,7 @@ by the server like any adopted runner.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -90,7 +91,10 @@ def _rehearse() -> None:
         said = f"rehearsed a run's start and stop in {took:.0f} ms"
     else:
         said = f"rehearsal {ended}"
-    print(f"spad fork server: {said}", file=sys.stderr, flush=True)
+    # Straight to the descriptor: nothing left in a buffer that every runner would inherit, and
+    # a runners.log that cannot be written (a full disk) ends nothing.
+    with contextlib.suppress(OSError):
+        os.write(2, f"spad fork server: {said}\n".encode())
 
 
 def main() -> int:
@@ -99,12 +103,16 @@ def main() -> int:
         return 2
     procs.die_with_parent(int(sys.argv[2]))
     procs.set_name(b"spad-forkserver")
-    find_spawner()  # load the spawn library now: every runner uses this one
-    if not faults.NO_REHEARSAL:  # before the signals below: it reaps its own tasks
-        _rehearse()
-    # Runners are reaped by the kernel: nobody here needs their exit codes.
+    os.set_inheritable(
+        int(sys.argv[3]), False
+    )  # ours: not the rehearsal's tasks' (runners close it)
+    # Runners are reaped by the kernel: nobody here needs their exit codes. (The rehearsal
+    # handles both signals while it runs, and gives them back.)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the server's to handle
+    find_spawner()  # load the spawn library now: every runner uses this one
+    if not faults.NO_REHEARSAL:
+        _rehearse()
     gc.collect()
     freed.give_back()  # what the rehearsal freed: not ours to keep resident
     freed.take_free_chunks()  # a runner's allocations go to fresh pages, not our scattered holes

@@ -67,6 +67,7 @@ def rehearse(temporary: str) -> str:
     except Exception as exc:  # a rehearsal only warms up: runners start all the same
         return f"failed: {type(exc).__name__}: {exc}"
     finally:
+        _reap()
         with contextlib.suppress(OSError):  # a folder left in the temporary one is harmless
             _remove(scratch)
 
@@ -117,6 +118,16 @@ def _status(scratch: str, run_id: int) -> str:
         return str(row["status"]) if row is not None else "no run"
     finally:
         conn.close()
+
+
+def _reap() -> None:
+    """Wait for the rehearsal's tasks: a run that failed halfway had them killed, not reaped,
+    and no other child exists yet."""
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
 
 
 def _remove(folder: str) -> None:

@@ -11,6 +11,9 @@ import os
 import signal
 from collections.abc import Callable
 
+#: A signal's handler: a function, or ``SIG_DFL`` / ``SIG_IGN``.
+Handler = Callable[[int, object], None] | int
+
 GRACEFUL = signal.SIGUSR1
 FORCED = signal.SIGUSR2
 HARD = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -24,19 +27,20 @@ class SignalInbox:
         self._read, self._write = os.pipe()
         for end in (self._read, self._write):
             os.set_blocking(end, False)
-        for signum in WATCHED:
-            set_handler(signum, _enqueue_only)
-        signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
+        #: What each signal was handled by before: :meth:`close` gives it back.
+        self._before = {signum: set_handler(signum, _enqueue_only) for signum in WATCHED}
+        self._wakeup_before = signal.set_wakeup_fd(self._write, warn_on_full_buffer=False)
 
     def fileno(self) -> int:
         return self._read
 
     def close(self) -> None:
-        """The signals back to their defaults, the pipe closed: for a process that goes on
-        after carrying out a run (the fork server's rehearsal); a runner never needs it."""
-        signal.set_wakeup_fd(-1)
-        for signum in WATCHED:
-            set_handler(signum, signal.SIG_DFL)
+        """The signals handled as before, the pipe closed: for a process that goes on after
+        carrying out a run (the fork server's rehearsal); a runner never needs it."""
+        signal.set_wakeup_fd(self._wakeup_before)
+        for signum, handler in self._before.items():
+            # None: a handler set outside Python, which Python cannot set again.
+            set_handler(signum, signal.SIG_DFL if handler is None else handler)
         os.close(self._read)
         os.close(self._write)
 
@@ -56,8 +60,13 @@ def _enqueue_only(signum: int, frame: object) -> None:
     """The wakeup fd already carries ``signum``; nothing else to do here."""
 
 
-def set_handler(signum: int, handler: Callable[[int, object], None] | int) -> None:
+def set_handler(signum: int, handler: Handler) -> Handler | None:
     """``signal.signal`` without its enum conversions: it turns the handler it returns into
     an enum member, and in a runner forked from the fork server that alone copies about 150
-    KiB of shared pages (bench/fork_pages.py). ``_signal`` is the C half it wraps."""
-    _signal.signal(int(signum), int(handler) if isinstance(handler, int) else handler)
+    KiB of shared pages (bench/fork_pages.py). ``_signal`` is the C half it wraps. Returns
+    the handler before (``SIG_DFL`` and ``SIG_IGN`` as plain numbers, None for one set outside
+    Python)."""
+    before: Handler | None = _signal.signal(
+        int(signum), int(handler) if isinstance(handler, int) else handler
+    )
+    return before
