@@ -4,6 +4,7 @@ starting."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -11,8 +12,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from spad import home as layout
 from spad import procs
@@ -190,37 +192,55 @@ def test_the_fork_server_forks_runners_as_it_would_without_a_rehearsal(
     assert plain["children"] == []
 
 
-def test_a_fork_server_whose_log_cannot_be_written_still_forks(tmp_path: Path) -> None:
-    (tmp_path / layout.LOGS).mkdir()
-    conn = connect(tmp_path / layout.DB)
+def new_store(home: Path) -> None:
+    (home / layout.LOGS).mkdir()
+    conn = connect(home / layout.DB)
     migrate(conn)
     conn.close()
+
+
+@contextlib.contextmanager
+def forkserver_writing_to(home: Path, out: BinaryIO) -> Iterator[socket.socket]:
+    """A fork server of ours for ``home``, its output (runners.log's place) on ``out``; yields
+    our end of its channel, and closes it at the end (the fork server then exits)."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    with open("/dev/full", "wb") as full:  # every write fails: ENOSPC
-        forkserver = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "spad.runner.forkserver",
-                str(tmp_path),
-                str(os.getpid()),
-                str(theirs.fileno()),
-            ],
-            stdout=full,
-            stderr=subprocess.STDOUT,
-            pass_fds=(theirs.fileno(),),
-            env=clean_env(),
-        )
+    forkserver = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spad.runner.forkserver",
+            str(home),
+            str(os.getpid()),
+            str(theirs.fileno()),
+        ],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        pass_fds=(theirs.fileno(),),
+        env=clean_env(),
+    )
     theirs.close()
+    ours.settimeout(30)
     try:
-        ours.settimeout(30)
-        ours.send(b"999")  # no such run: its runner says so and ends
-        reply = ours.recv(64)
+        yield ours
+    finally:
+        ours.close()
+        forkserver.wait(timeout=30)
+
+
+def test_a_fork_server_whose_log_cannot_be_written_still_forks(tmp_path: Path) -> None:
+    new_store(tmp_path)
+    with open("/dev/full", "wb") as full, forkserver_writing_to(tmp_path, full) as channel:
+        channel.send(b"999")  # no such run: its runner says so and ends
+        reply = channel.recv(64)
         assert reply.isdigit(), reply
         runner = int(reply)
-        wait_for(
-            lambda: not procs.is_alive(runner, procs.identity(runner)), what="the runner to end"
-        )
-    finally:
-        ours.close()  # the fork server reads the end and exits
-        forkserver.wait(timeout=30)
+        wait_for(lambda: not procs.is_alive(runner, procs.identity(runner)), what="the runner")
+
+
+def test_a_fork_server_answers_a_request_that_is_no_run_id_with_an_error(tmp_path: Path) -> None:
+    new_store(tmp_path)
+    with open(tmp_path / "out", "wb") as out, forkserver_writing_to(tmp_path, out) as channel:
+        channel.send(b"run 7")
+        assert channel.recv(256) == b"error: bad request: a run id is digits, got b'run 7'"
+        channel.send(b"999")  # and goes on serving
+        assert channel.recv(64).isdigit()
