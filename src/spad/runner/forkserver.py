@@ -105,9 +105,8 @@ def main() -> int:
         return 2
     procs.die_with_parent(int(sys.argv[2]))
     procs.set_name(b"spad-forkserver")
-    os.set_inheritable(
-        int(sys.argv[3]), False
-    )  # ours: not the rehearsal's tasks' (runners close it)
+    # The channel is ours: not for the rehearsal's tasks to inherit (runners close it).
+    os.set_inheritable(int(sys.argv[3]), False)
     # Runners are reaped by the kernel: nobody here needs their exit codes. (The rehearsal
     # handles both signals while it runs, and gives them back.)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
