@@ -73,6 +73,13 @@ def comm(pid: int) -> str:
         return ""
 
 
+def forkserver_pids(home: Path) -> list[int]:
+    """The fork server itself; the runners it forked share its command line, not its name."""
+    return [
+        p for p in procs_with(f"spad.runner.forkserver {home} ") if comm(p) == "spad-forkserver"
+    ]
+
+
 def home_processes(home: Path) -> dict[int, dict[str, str]]:
     """Live processes started with ``SPA_HOME`` = ``home`` (tasks and all they started, hooks,
     the alarm watcher), whatever the store recorded: pid -> their ``SPA_*`` variables."""

@@ -6,17 +6,9 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
-from pathlib import Path
 
 from spad import procs
-from tests.conftest import Server, comm, procs_with, task, wait_for
-
-
-def forkserver_pids(home: Path) -> list[int]:
-    """The fork server itself; the runners it forked share its command line, not its name."""
-    return [
-        p for p in procs_with(f"spad.runner.forkserver {home} ") if comm(p) == "spad-forkserver"
-    ]
+from tests.conftest import Server, comm, forkserver_pids, task, wait_for
 
 
 def runner_of(server: Server, run_id: int) -> int:

@@ -19,7 +19,7 @@ from typing import BinaryIO
 from spad import home as layout
 from spad import procs
 from spad.store.sqlite import connect, migrate
-from tests.conftest import Server, clean_env, comm, procs_with, task, wait_for
+from tests.conftest import Server, clean_env, forkserver_pids, task, wait_for
 
 
 def rehearse(temporary: Path, **env: str) -> str:
@@ -152,12 +152,7 @@ def test_a_signal_inbox_closed_gives_the_signals_back() -> None:
 def forkserver_state(server: Server) -> dict[str, object]:
     """What the fork server looks like to the runners it forks: its signals, its open
     descriptors (sockets and pipes by kind), its children."""
-    pids = [
-        p
-        for p in procs_with(f"spad.runner.forkserver {server.home} ")
-        if comm(p) == "spad-forkserver"
-    ]
-    [pid] = pids
+    [pid] = forkserver_pids(server.home)
     with open(f"/proc/{pid}/status") as handle:
         fields = dict(line.split(":\t", 1) for line in handle.read().splitlines() if ":\t" in line)
     descriptors = sorted(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from spad.home import DEFAULT_HOME, TOKEN, URL, read_url
+from spad.numerals import ascii_int
 
 DEFAULT_URL = "http://127.0.0.1:7070"
 CHUNK = 1024 * 1024
@@ -130,7 +131,7 @@ def read_events(response: IO[bytes]) -> Iterator[ServerEvent]:
         elif "data" in fields:
             event_id = fields.get("id", "")
             yield ServerEvent(
-                int(event_id) if event_id.isascii() and event_id.isdigit() else None,
+                ascii_int(event_id),
                 fields.get("event", "message"),
                 json.loads(fields["data"]),
             )

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from spad.numerals import ascii_int
+
 GAP = "  "
 
 
@@ -110,10 +112,9 @@ def until(value: str | None, now: float | None = None) -> str:
 
 def width() -> int | None:
     """Columns to fit: ``COLUMNS``, else the terminal's; None (no limit) in a pipe or file."""
-    given = os.environ.get("COLUMNS", "")
-    # ASCII digits only: str.isdigit() takes "²", which int() refuses; terminals ignore it.
-    if given.isascii() and given.isdigit() and int(given) > 0:
-        return int(given)
+    given = ascii_int(os.environ.get("COLUMNS", ""))  # "²" too is ignored by terminals
+    if given is not None and given > 0:
+        return given
     if sys.stdout.isatty():
         return os.get_terminal_size(sys.stdout.fileno()).columns
     return None

@@ -73,9 +73,12 @@ def delete(conn: sqlite3.Connection, ref: ProjectRef) -> dict[str, Any]:
                 defs.delete_workflow(conn, row["id"])
                 deleted.append({"name": wf.name, "whole": True, "tasks": []})
                 continue
+            tasks = _Tasks(conn, row["id"], 0)
             for task in wf.tasks:
-                defs.delete_task(conn, _existing_task(conn, row, ref.name, task.name)["id"])
-            defs.close_up_places(conn, row["id"])
+                if task.name not in tasks:
+                    raise _no_task(ref.name, row, task.name)
+                tasks.delete(conn, task.name)
+            tasks.write_places(conn)
             deleted.append({"name": wf.name, "whole": False, "tasks": [t.name for t in wf.tasks]})
         defs.set_current_project(conn, ref.name)
     return {"project": ref.name, "workflows": deleted}

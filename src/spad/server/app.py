@@ -178,7 +178,9 @@ class Api:
         elif request.path in ("/rpc", "/") and request.method == "POST":
             await self.rpc(request, read_only)
         elif request.method == "GET" and request.path in LIVE:
-            await self.live(request, read_only, signed_in=lambda: self.signed_in(header))
+            # The stream ends once the token that opened it is rotated: checked at every wake.
+            token = self.read_token if read_only else self.token
+            await self.live(request, read_only, signed_in=functools.partial(token.accepts, header))
         elif request.path.startswith(FILES) and request.method in ("GET", "PUT"):
             remote = urllib.parse.unquote(request.path[len(FILES) :])
             if request.method == "PUT" and read_only:
@@ -207,10 +209,6 @@ class Api:
             await self.live(request)
             return True
         return False
-
-    def signed_in(self, header: str) -> bool:
-        """Whether ``header`` still holds a token of now (a rotation ends what it opened)."""
-        return self.token.accepts(header) or self.read_token.accepts(header)
 
     async def live(
         self, request: Request, read_only: bool = False, signed_in: Callable[[], bool] = _public

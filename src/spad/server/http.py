@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import h11
 
 from spad.errors import InvalidRequest, error_reply
+from spad.numerals import ascii_int
 from spad.server.listener import Listener
 from spad.server.shedlog import ShedLog
 
@@ -84,8 +85,7 @@ class Request:
     @property
     def content_length(self) -> int | None:
         value = self.headers.get("content-length")
-        # ASCII digits only: "²" is a digit to str.isdigit, not to int.
-        return int(value) if value and value.isascii() and value.isdigit() else None
+        return ascii_int(value) if value is not None else None
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body, piece by piece as it arrives."""

@@ -16,6 +16,7 @@ from spad import home as homes
 from spad import provision
 from spad.areas import DEFAULT_MAX_FILE
 from spad.errors import HomeError
+from spad.numerals import ascii_int
 from spad.store import audit
 
 if TYPE_CHECKING:
@@ -26,14 +27,15 @@ DEFAULT_LISTEN = "127.0.0.1:7070"
 
 def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT``; an IPv6 host in brackets (``[::1]:7070``), as in a URL."""
-    host, sep, port = text.rpartition(":")
+    host, sep, port_text = text.rpartition(":")
+    port = ascii_int(port_text)
     bracketed = host.startswith("[") and host.endswith("]")
     if bracketed:
         host = host[1:-1]
     if (
         not sep
-        or not (port.isascii() and port.isdigit())
-        or not 0 <= int(port) <= 65535
+        or port is None
+        or not 0 <= port <= 65535
         or "[" in host
         or "]" in host
         or (":" in host and not bracketed)
@@ -41,7 +43,7 @@ def parse_listen(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not HOST:PORT (e.g. {DEFAULT_LISTEN}, or [::1]:7070 for IPv6)"
         )
-    return host or "127.0.0.1", int(port)
+    return host or "127.0.0.1", port
 
 
 class PrintVersion(argparse.Action):

@@ -429,6 +429,9 @@ class Runners:
 
     def recover(self) -> None:
         """At start: adopt live runners, resume the unfinished runs whose runner is gone."""
+        # Read before the dead runners' runs end below: one that ends now starts its restart
+        # itself, and must not be started a second time from this list.
+        asked = runs.restarts_asked(self.conn)
         live: list[sqlite3.Row] = []
         gone: list[sqlite3.Row] = []
         for run in runs.unfinished(self.conn):
@@ -442,7 +445,7 @@ class Runners:
             self._adopt(run)
         for run in gone:
             self._runner_gone(run["id"], None)
-        for run in runs.restarts_asked(self.conn):  # ended while spad was down
+        for run in asked:  # ended while spad was down
             self._restart_now_or_later(run)
         for run_id in {t["run_id"] for t in runs.immortal_tasks(self.conn)}:
             self._watch_immortals(run_id)

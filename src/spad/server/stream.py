@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
+from spad.numerals import ascii_int
 from spad.server.feed import EventFeed, Subscriber, encode
 from spad.server.http import Request
 
@@ -25,10 +26,10 @@ HEADERS = {
 
 
 def last_event_id(request: Request) -> int | None:
-    """The client's ``Last-Event-ID``; anything but ASCII digits is as if absent ("²" is a
-    digit to str.isdigit, not to int)."""
+    """The client's ``Last-Event-ID``; anything but ASCII digits (of an id SQLite can hold) is
+    as if absent."""
     value = request.headers.get("last-event-id", "").strip()
-    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
+    return ascii_int(value) if len(value) < 19 else None
 
 
 async def serve(request: Request, feed: EventFeed, signed_in: Callable[[], bool]) -> None:

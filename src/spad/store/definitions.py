@@ -165,15 +165,6 @@ def set_places(conn: sqlite3.Connection, places: Iterable[tuple[int, int]]) -> N
     conn.executemany("UPDATE tasks SET place = ? WHERE id = ?", places)
 
 
-def close_up_places(conn: sqlite3.Connection, workflow_id: int) -> None:
-    """Renumber a workflow's tasks 1..n, keeping their order (writing only those that move)."""
-    rows = task_order(conn, workflow_id)
-    set_places(
-        conn,
-        [(place, row["id"]) for place, row in enumerate(rows, start=1) if row["place"] != place],
-    )
-
-
 def task_as_dict(row: Row) -> dict[str, Any]:
     """A task row in the seed's format, every field filled in."""
     return {
