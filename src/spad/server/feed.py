@@ -105,6 +105,10 @@ class EventFeed:
     def oldest_id(self) -> int:
         return events.oldest_id(self.conn)
 
+    def newest_id(self) -> int:
+        """The newest stored event's id, which the feed may not have read yet."""
+        return events.newest_id(self.conn)
+
     def _update_wanted(self) -> None:
         if self.subscribers or self.listeners:
             self._wanted.set()

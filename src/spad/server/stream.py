@@ -54,13 +54,18 @@ async def serve(request: Request, feed: EventFeed, signed_in: Callable[[], bool]
 
 async def _resume(request: Request, feed: EventFeed, newest: int) -> int:
     """Replay what the client missed up to ``newest`` (where its live queue starts); returns
-    the last id it has. An id beyond ``newest`` (spa.db restored from a backup, ids given
-    again) is taken as "from now": waiting for it would silence the stream."""
+    the last id it has. An id beyond ``newest`` that spa.db holds was read by the client (from
+    ``events``) before the feed, which reads every 25 ms, took it: its live queue skips up to
+    it. One beyond what spa.db holds (spa.db restored from a backup, ids given again) is taken
+    as "from now": waiting for it would silence the stream."""
     resume = last_event_id(request)
     if resume is None:
         return newest
     if resume > newest:
-        await _send(request, f": event {resume} is beyond the newest ({newest})\n\n".encode())
+        stored = feed.newest_id()
+        if resume <= stored:
+            return resume
+        await _send(request, f": event {resume} is beyond the newest ({stored})\n\n".encode())
         return newest
     return await _replay(request, feed, resume, newest)
 
