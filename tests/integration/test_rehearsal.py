@@ -63,6 +63,38 @@ def test_a_rehearsal_starts_a_run_stops_it_and_leaves_nothing(tmp_path: Path) ->
     assert processes_in(tmp_path) == []  # its tasks ended with it
 
 
+def test_a_rehearsal_carries_out_each_of_its_rounds_to_its_stop(tmp_path: Path) -> None:
+    # Each round a run of its own, carried out by the runner's code and ended `stopped`.
+    probe = (
+        "import sys\n"
+        "from spad.runner import rehearsal\n"
+        "carried_out, ended = [], []\n"
+        "carry_out, statuses = rehearsal._carry_out, rehearsal._statuses\n"
+        "def counted(scratch, run_id):\n"
+        "    carried_out.append(run_id)\n"
+        "    carry_out(scratch, run_id)\n"
+        "def seen(scratch, run_ids):\n"
+        "    ended.extend(statuses(scratch, run_ids))\n"
+        "    return ended\n"
+        "rehearsal._carry_out, rehearsal._statuses = counted, seen\n"
+        "print(rehearsal.rehearse(sys.argv[1], rehearsal.ROUNDS), rehearsal.ROUNDS)\n"
+        "print(' '.join(f'{run_id}:{said}' for run_id, said in zip(carried_out, ended)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env=clean_env(),
+    )
+    said, each = done.stdout.splitlines()
+    assert said == "stopped 16"
+    assert each.split() == [f"{run_id}:stopped" for run_id in range(1, 17)]
+    assert list(tmp_path.iterdir()) == []
+    assert processes_in(tmp_path) == []
+
+
 def test_a_runner_delay_skips_the_rehearsal(tmp_path: Path) -> None:
     began = time.monotonic()
     said = rehearse(tmp_path, SPAD_TEST_RUNNER_DELAY="30")
@@ -82,7 +114,29 @@ def test_the_fork_server_rehearses_before_its_first_fork(
     server.wait_status("w", "success0")
     lines = [line for line in runners_log(server.home).splitlines() if "fork server" in line]
     assert len(lines) == 1
-    assert lines[0].startswith("spad fork server: rehearsed a run's start and stop in ")
+    assert re.fullmatch(
+        r"spad fork server: rehearsed a run in \d+ ms \(workflows defined: 1\)", lines[0]
+    )
+    assert list(temporary.iterdir()) == []
+    assert processes_in(temporary) == []
+
+
+def test_a_fork_server_of_many_workflows_rehearses_longer(
+    make_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    # Where many runners will be forked, each saves more than the rounds cost once.
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    server = make_server(TMPDIR=str(temporary)).start()
+    for number in range(10):
+        server.define(f"w{number}", task("t", "simple", "0"))
+    server.call("run", workflow="w0")
+    server.wait_status("w0", "success0")
+    lines = [line for line in runners_log(server.home).splitlines() if "fork server" in line]
+    assert len(lines) == 1
+    assert re.fullmatch(
+        r"spad fork server: rehearsed 16 runs in \d+ ms \(workflows defined: 10\)", lines[0]
+    )
     assert list(temporary.iterdir()) == []
     assert processes_in(temporary) == []
 
@@ -207,6 +261,7 @@ def forkserver_writing_to(home: Path, out: BinaryIO) -> Iterator[socket.socket]:
             str(home),
             str(os.getpid()),
             str(theirs.fileno()),
+            "1",
         ],
         stdout=out,
         stderr=subprocess.STDOUT,

@@ -43,7 +43,7 @@ def runner_said(home: Path, run_id: int) -> bool:
 
 
 def test_one_forkserver_per_environment(home: Path) -> None:
-    starter = RunnerStarter(home, home / layout.LOGS / layout.RUNNERS_LOG)
+    starter = RunnerStarter(home, home / layout.LOGS / layout.RUNNERS_LOG, lambda: 1)
     env = dict(os.environ, SPAD_TEST_MARK="one")
     try:
         _, child = starter.start(901, env)
@@ -72,7 +72,7 @@ def test_a_runners_log_that_cannot_be_opened_starts_runners_all_the_same(home: P
     """A folder where runners.log goes (a project of that name once made one) made every
     start fail, the run resumed for ever."""
     (home / layout.LOGS / layout.RUNNERS_LOG).mkdir()
-    starter = RunnerStarter(home, home / layout.LOGS / layout.RUNNERS_LOG)
+    starter = RunnerStarter(home, home / layout.LOGS / layout.RUNNERS_LOG, lambda: 1)
     try:
         pid, _ = starter.start(904, dict(os.environ))
         identity = procs.identity(pid)

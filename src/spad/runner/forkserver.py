@@ -1,5 +1,5 @@
-"""``python -m spad.runner.forkserver HOME SERVER_PID CHANNEL_FD``: a pre-loaded parent that
-forks runners.
+"""``python -m spad.runner.forkserver HOME SERVER_PID CHANNEL_FD WORKFLOWS``: a pre-loaded
+parent that forks runners (WORKFLOWS: how many are defined, which sets how long it rehearses).
 
 A runner started as a fresh interpreter costs about 35 ms of CPU and 5.4 MiB PSS of its own;
 forked from this process, which has already imported everything a runner uses and frozen
@@ -84,13 +84,16 @@ def serve(home: str, channel: int) -> None:
         os.write(channel, b"%d" % pid)
 
 
-def _rehearse() -> None:
-    """The rehearsal (:mod:`spad.runner.rehearsal`), said in runners.log either way."""
+def _rehearse(workflows: int) -> None:
+    """The rehearsal (:mod:`spad.runner.rehearsal`) for ``workflows`` defined, said in
+    runners.log either way."""
     began = time.monotonic()
-    ended = rehearsal.rehearse(os.environ.get("TMPDIR") or "/tmp")
+    rounds = rehearsal.rounds_for(workflows)
+    ended = rehearsal.rehearse(os.environ.get("TMPDIR") or "/tmp", rounds)
     if ended == rehearsal.ENDED:
         took = (time.monotonic() - began) * 1000
-        said = f"rehearsed a run's start and stop in {took:.0f} ms"
+        runs = "a run" if rounds == 1 else f"{rounds} runs"
+        said = f"rehearsed {runs} in {took:.0f} ms (workflows defined: {workflows})"
     else:
         said = f"rehearsal {ended}"
     # Straight to the descriptor: nothing left in a buffer that every runner would inherit, and
@@ -100,8 +103,11 @@ def _rehearse() -> None:
 
 
 def main() -> int:
-    if len(sys.argv) != 4 or not (sys.argv[2].isdigit() and sys.argv[3].isdigit()):
-        print("usage: python -m spad.runner.forkserver HOME SERVER_PID CHANNEL_FD", file=sys.stderr)
+    if len(sys.argv) != 5 or not all(arg.isdigit() for arg in sys.argv[2:]):
+        print(
+            "usage: python -m spad.runner.forkserver HOME SERVER_PID CHANNEL_FD WORKFLOWS",
+            file=sys.stderr,
+        )
         return 2
     procs.die_with_parent(int(sys.argv[2]))
     procs.set_name(b"spad-forkserver")
@@ -113,7 +119,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the server's to handle
     find_spawner()  # load the spawn library now: every runner uses this one
     if not faults.NO_REHEARSAL:
-        _rehearse()
+        _rehearse(int(sys.argv[4]))
     gc.collect()
     freed.give_back()  # what the rehearsal freed: not ours to keep resident
     freed.take_free_chunks()  # a runner's allocations go to fresh pages, not our scattered holes

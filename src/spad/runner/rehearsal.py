@@ -1,4 +1,4 @@
-"""The fork server's rehearsal: one real run, carried out by the runner's own code in a scratch
+"""The fork server's rehearsal: real runs, carried out by the runner's own code in a scratch
 home, before the fork server forks any runner.
 
 CPython 3.11 writes into what it runs the first time: its method cache, the keyword names of a
@@ -7,21 +7,25 @@ ctypes. In a runner forked from the fork server, each such first write copies a 
 runners would otherwise share. Done once here, before the fork server freezes its objects,
 they are done for every runner, the way a web server that preloads its application warms it
 up before it forks its workers: 2.1 instead of 2.3 MiB a runner (bench/runner_pages.py,
-bench/RESULTS.md "W8, sixth pass").
+bench/RESULTS.md "W8, sixth pass"). Where many workflows are defined it carries out
+:data:`ROUNDS` runs one after the other, so that what CPython writes only at a function's
+eighth call or later is written here too: 1.9 MiB a runner ("W8, seventh pass").
 
-The run is a workflow of two ``sleep`` tasks, one in the background and one awaited, started
-and then stopped gracefully (a stop asked at once, as ``spa_ctl stop`` does, which the runner
-carries out once its tasks are started): both halves of a runner's life in W8. It goes
+Each run is of a workflow of two ``sleep`` tasks, one in the background and one awaited,
+started and then stopped gracefully (a stop asked at once, as ``spa_ctl stop`` does, which the
+runner carries out once its tasks are started): both halves of a runner's life in W8. It goes
 through :func:`spad.runner.main.carry_out`, its engine and the local executor, as any run
-does, so the rehearsal follows the runner's code as it changes. It takes about 17 ms, once per
-fork server. One that fails is said in runners.log and skipped: runners then start as they
-would without it. Its tasks die with the fork server (their parent-death signal); a fork server
-killed during its rehearsal leaves the scratch folder (``spad-rehearsal-*``, a few KiB) behind.
+does, so the rehearsal follows the runner's code as it changes. One run takes about 18 ms, 16
+about 80, once per fork server (the first run after the server's start waits for it). One that
+fails is said in runners.log and skipped: runners then start as they would without it. Its
+tasks die with the fork server (their parent-death signal); a fork server killed during its
+rehearsal leaves the scratch folder (``spad-rehearsal-*``, a few KiB) behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 
@@ -39,13 +43,31 @@ PROGRAM, PARAMS = "/bin/sleep", ["2"]
 TASKS = (("background", "parallel"), ("awaited", "await"))
 #: A task is given this long, as a task with a ``timeout`` is (the timers run too).
 TIMEOUT = 10.0
-#: What the rehearsal's run ends as.
+#: What each of the rehearsal's runs ends as.
 ENDED = states.STOPPED
+#: Runs carried out one after the other. CPython 3.11 rewrites a function's byte-code into its
+#: quickened form at the function's eighth call, then specialises each instruction after some
+#: more: a function a runner calls once or twice a run settles only after several runs. 1, 2, 4,
+#: 8, 16 and 32 rounds left a runner 2,066, 2,055, 2,011, 1,968, 1,928 and 1,933 KiB private
+#: (bench/runner_pages.py's "idle", 100 workflows, two runs each), for 18, 47 (8) and 80 (16)
+#: ms of the fork server's start.
+ROUNDS = 16
+#: Workflows defined from which the fork server rehearses :data:`ROUNDS` runs rather than one.
+MANY_WORKFLOWS = 10
 
 
-def rehearse(temporary: str) -> str:
-    """Carry out the rehearsal in a new folder inside ``temporary``; returns the status its run
-    ended with (:data:`ENDED`), or why there was none. The folder is removed."""
+def rounds_for(workflows: int) -> int:
+    """Runs to rehearse where ``workflows`` are defined. The rounds after the first cost the
+    first run after the server's start about 4 ms each, once, and save every runner forked
+    after them about 9 KiB each: worth it where many runners will be forked, not where a few
+    will (W2's one workflow of 300 tasks would wait 60 ms longer to start, for 140 KiB)."""
+    return ROUNDS if workflows >= MANY_WORKFLOWS else 1
+
+
+def rehearse(temporary: str, rounds: int = 1) -> str:
+    """Carry out the rehearsal, ``rounds`` runs one after the other, in a new folder inside
+    ``temporary``; returns the status they ended with (:data:`ENDED`), or why one did not. The
+    folder is removed."""
     if faults.RUNNER_DELAY or faults.RECORD_DELAY:
         return "skipped: a runner delay is injected, and the fork server would wait it out"
     if not os.access(PROGRAM, os.X_OK):
@@ -56,14 +78,13 @@ def rehearse(temporary: str) -> str:
     except OSError as exc:
         return f"skipped: cannot make {scratch}: {exc.strerror or exc}"
     try:
-        run_id = _prepare(scratch)
-        inbox = SignalInbox()
-        os.kill(os.getpid(), GRACEFUL)  # queued in the inbox: the stop the server would send
-        try:
-            runner_main.carry_out(scratch, run_id, inbox)
-        finally:
-            inbox.close()
-        return _status(scratch, run_id)
+        run_ids = _prepare(scratch, rounds)
+        for run_id in run_ids:
+            _carry_out(scratch, run_id)
+            # The fork server runs without the collector: a run's cycles (its engine, its
+            # store's connection) freed now, or each round's would pile up in the C heap.
+            gc.collect(0)  # all it made is in the youngest generation: nothing collects here
+        return next((ended for ended in _statuses(scratch, run_ids) if ended != ENDED), ENDED)
     except Exception as exc:  # a rehearsal only warms up: runners start all the same
         return f"failed: {type(exc).__name__}: {exc}"
     finally:
@@ -72,8 +93,8 @@ def rehearse(temporary: str) -> str:
             _remove(scratch)
 
 
-def _prepare(scratch: str) -> int:
-    """A home with a workflow of :data:`TASKS` and a new run of it; the run's id."""
+def _prepare(scratch: str, rounds: int) -> list[int]:
+    """A home with a workflow of :data:`TASKS` and ``rounds`` new runs of it; their ids."""
     for folder in (layout.BIN, layout.DATA, layout.LOGS):
         os.mkdir(os.path.join(scratch, folder))
     os.symlink(PROGRAM, os.path.join(scratch, layout.BIN, "sleep"))
@@ -87,9 +108,20 @@ def _prepare(scratch: str) -> int:
             workflow = definitions.insert_workflow(conn, project, "rehearsal", 1, "stop")
             for place, (name, kind) in enumerate(TASKS, start=1):
                 definitions.insert_task(conn, workflow, _task(place, name, kind), place)
-            return transitions.create_run(conn, workflow, [name for name, _ in TASKS])
+            names = [name for name, _ in TASKS]
+            return [transitions.create_run(conn, workflow, names) for _ in range(rounds)]
     finally:
         conn.close()
+
+
+def _carry_out(scratch: str, run_id: int) -> None:
+    """The run, carried out by the runner's code and stopped once its tasks are started."""
+    inbox = SignalInbox()
+    os.kill(os.getpid(), GRACEFUL)  # queued in the inbox: the stop the server would send
+    try:
+        runner_main.carry_out(scratch, run_id, inbox)
+    finally:
+        inbox.close()
 
 
 def _task(ext_id: int, name: str, kind: str) -> dict[str, object]:
@@ -111,13 +143,14 @@ def _task(ext_id: int, name: str, kind: str) -> dict[str, object]:
     }
 
 
-def _status(scratch: str, run_id: int) -> str:
+def _statuses(scratch: str, run_ids: list[int]) -> list[str]:
+    """What each run ended as."""
     conn = connect(os.path.join(scratch, layout.DB))
     try:
-        row = runs.get(conn, run_id)
-        return str(row["status"]) if row is not None else "no run"
+        found = [runs.get(conn, run_id) for run_id in run_ids]
     finally:
         conn.close()
+    return [str(row["status"]) if row is not None else "no run" for row in found]
 
 
 def _reap() -> None:

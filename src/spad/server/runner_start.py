@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,9 +26,17 @@ ANSWER_TIMEOUT = 5.0
 
 
 class RunnerStarter:
-    def __init__(self, home: Path, log_path: Path, use_forkserver: bool = True) -> None:
+    def __init__(
+        self,
+        home: Path,
+        log_path: Path,
+        workflows: Callable[[], int],
+        use_forkserver: bool = True,
+    ) -> None:
         self.home = home
         self.log_path = log_path
+        #: How many workflows are defined: the fork server rehearses longer for many.
+        self._workflows = workflows
         self._use_forkserver = use_forkserver
         self._forkserver: subprocess.Popen[bytes] | None = None
         self._channel: socket.socket | None = None
@@ -75,6 +84,7 @@ class RunnerStarter:
                         str(self.home),
                         str(os.getpid()),
                         str(theirs.fileno()),
+                        str(self._workflows()),
                     ],
                     stdin=subprocess.DEVNULL,
                     stdout=out,

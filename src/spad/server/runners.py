@@ -75,7 +75,10 @@ class Runners:
         self._reclaims: dict[int, asyncio.Task[None]] = {}  # run id -> its Slurm jobs settled
         self._retries: dict[int, asyncio.TimerHandle] = {}  # run id -> end handled again
         self._starter = RunnerStarter(
-            home.root, home.logs / home_layout.RUNNERS_LOG, use_forkserver=not faults.NO_FORKSERVER
+            home.root,
+            home.logs / home_layout.RUNNERS_LOG,
+            functools.partial(defs.workflow_count, conn),
+            use_forkserver=not faults.NO_FORKSERVER,
         )
         self._executors: dict[str, Executor] = {}  # loaded when a dead runner left something
         #: Dead runners (pid, identity) whose sessions ``recover`` ended in one pass for all.

@@ -49,6 +49,11 @@ def workflows(conn: sqlite3.Connection, project_id: int) -> list[Row]:
     ).fetchall()
 
 
+def workflow_count(conn: sqlite3.Connection) -> int:
+    """Workflows defined, in every project."""
+    return int(conn.execute("SELECT count(*) FROM workflows").fetchone()[0])
+
+
 def max_workflow_ext_id(conn: sqlite3.Connection, project_id: int) -> int:
     """The highest ext_id of the project's workflows, 0 without workflows."""
     sql = "SELECT coalesce(max(ext_id), 0) FROM workflows WHERE project_id = ?"
