@@ -4,6 +4,7 @@ kept while runs ask for that one; a run that asks for another gets a new fork se
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,22 @@ def test_a_runners_log_that_cannot_be_opened_starts_runners_all_the_same(home: P
     finally:
         starter.close()
     wait_for(lambda: not procs.is_alive(pid, identity), what="the runner of no run to end")
+
+
+def test_a_store_that_cannot_count_workflows_still_gets_a_fork_server(home: Path) -> None:
+    """The count only sets the rehearsal's length: a store that cannot give it (busy, damaged)
+    must not keep a run from its runner."""
+
+    def cannot_count() -> int:
+        raise sqlite3.OperationalError("database is locked")
+
+    starter = RunnerStarter(home, home / layout.LOGS / layout.RUNNERS_LOG, cannot_count)
+    try:
+        _, child = starter.start(905, dict(os.environ))
+        assert child is None  # forked by a fork server, not started as a fresh interpreter
+        wait_for(lambda: runner_said(home, 905), what="the runner to start")
+        said = (home / layout.LOGS / layout.RUNNERS_LOG).read_text()
+        assert "(workflows defined: 0)" in said  # the one-run rehearsal
+    finally:
+        starter.close()
+    wait_for(lambda: not procs_with(f"spad.runner.forkserver {home} "), what="no fork server")

@@ -1,4 +1,4 @@
-"""``python -m spad.runner.forkserver HOME SERVER_PID CHANNEL_FD WORKFLOWS``: a pre-loaded
+"""``python -m spad.runner.forkserver HOME SERVER_PID CHANNEL_FD [WORKFLOWS]``: a pre-loaded
 parent that forks runners (WORKFLOWS: how many are defined, which sets how long it rehearses).
 
 A runner started as a fresh interpreter costs about 35 ms of CPU and 5.4 MiB PSS of its own;
@@ -88,11 +88,12 @@ def _rehearse(workflows: int) -> None:
     """The rehearsal (:mod:`spad.runner.rehearsal`) for ``workflows`` defined, said in
     runners.log either way."""
     began = time.monotonic()
-    rounds = rehearsal.rounds_for(workflows)
-    ended = rehearsal.rehearse(os.environ.get("TMPDIR") or "/tmp", rounds)
+    ended, done = rehearsal.rehearse(
+        os.environ.get("TMPDIR") or "/tmp", rehearsal.rounds_for(workflows)
+    )
     if ended == rehearsal.ENDED:
         took = (time.monotonic() - began) * 1000
-        runs = "a run" if rounds == 1 else f"{rounds} runs"
+        runs = "a run" if done == 1 else f"{done} runs"
         said = f"rehearsed {runs} in {took:.0f} ms (workflows defined: {workflows})"
     else:
         said = f"rehearsal {ended}"
@@ -103,9 +104,9 @@ def _rehearse(workflows: int) -> None:
 
 
 def main() -> int:
-    if len(sys.argv) != 5 or not all(arg.isdigit() for arg in sys.argv[2:]):
+    if len(sys.argv) not in (4, 5) or not all(arg.isdigit() for arg in sys.argv[2:]):
         print(
-            "usage: python -m spad.runner.forkserver HOME SERVER_PID CHANNEL_FD WORKFLOWS",
+            "usage: python -m spad.runner.forkserver HOME SERVER_PID CHANNEL_FD [WORKFLOWS]",
             file=sys.stderr,
         )
         return 2
@@ -119,7 +120,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the server's to handle
     find_spawner()  # load the spawn library now: every runner uses this one
     if not faults.NO_REHEARSAL:
-        _rehearse(int(sys.argv[4]))
+        # Without WORKFLOWS (a server of a version before it, upgraded under it): one round.
+        _rehearse(int(sys.argv[4]) if len(sys.argv) == 5 else 0)
     gc.collect()
     freed.give_back()  # what the rehearsal freed: not ours to keep resident
     freed.take_free_chunks()  # a runner's allocations go to fresh pages, not our scattered holes

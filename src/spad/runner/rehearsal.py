@@ -16,7 +16,7 @@ started and then stopped gracefully (a stop asked at once, as ``spa_ctl stop`` d
 runner carries out once its tasks are started): both halves of a runner's life in W8. It goes
 through :func:`spad.runner.main.carry_out`, its engine and the local executor, as any run
 does, so the rehearsal follows the runner's code as it changes. One run takes about 18 ms, 16
-about 80, once per fork server (the first run after the server's start waits for it). One that
+about 80, at each start of a fork server (the server waits for it at its first run). One that
 fails is said in runners.log and skipped: runners then start as they would without it. Its
 tasks die with the fork server (their parent-death signal); a fork server killed during its
 rehearsal leaves the scratch folder (``spad-rehearsal-*``, a few KiB) behind.
@@ -28,6 +28,7 @@ import contextlib
 import gc
 import os
 import sys
+import time
 
 from spad import faults, states, transitions
 from spad import home as layout
@@ -37,7 +38,7 @@ from spad.store import definitions, runs
 from spad.store.sqlite import connect, migrate, transaction
 
 #: The tasks' program, and its arguments: it runs until the rehearsal's stop ends it (at the
-#: latest when it ends by itself: the fork server's start waits for the rehearsal).
+#: latest when it ends by itself: the fork server's start waits for the rehearsal's run).
 PROGRAM, PARAMS = "/bin/sleep", ["2"]
 #: The rehearsal's tasks: one in the background, one awaited (the W8 workflow's two kinds).
 TASKS = (("background", "parallel"), ("awaited", "await"))
@@ -54,39 +55,50 @@ ENDED = states.STOPPED
 ROUNDS = 16
 #: Workflows defined from which the fork server rehearses :data:`ROUNDS` runs rather than one.
 MANY_WORKFLOWS = 10
+#: Seconds after which no further round is started. The server waits for the fork server's
+#: first answer (``runner_start.ANSWER_TIMEOUT``, 5 s): on a loaded machine, where a round
+#: takes far longer than its 4 ms, fewer rounds are rehearsed rather than that wait run out.
+BUDGET = 0.5
 
 
 def rounds_for(workflows: int) -> int:
-    """Runs to rehearse where ``workflows`` are defined. The rounds after the first cost the
-    first run after the server's start about 4 ms each, once, and save every runner forked
-    after them about 9 KiB each: worth it where many runners will be forked, not where a few
-    will (W2's one workflow of 300 tasks would wait 60 ms longer to start, for 140 KiB)."""
+    """Runs to rehearse where ``workflows`` are defined. The rounds after the first cost each
+    fork server's start (which the server waits for at its first run) about 4 ms each, and save
+    every runner forked after them about 9 KiB each: worth it where many runners will be
+    forked, not where a few will (W2's one workflow of 300 tasks would wait 60 ms longer to
+    start, for 140 KiB)."""
     return ROUNDS if workflows >= MANY_WORKFLOWS else 1
 
 
-def rehearse(temporary: str, rounds: int = 1) -> str:
-    """Carry out the rehearsal, ``rounds`` runs one after the other, in a new folder inside
-    ``temporary``; returns the status they ended with (:data:`ENDED`), or why one did not. The
-    folder is removed."""
+def rehearse(temporary: str, rounds: int = 1) -> tuple[str, int]:
+    """Carry out the rehearsal, up to ``rounds`` runs one after the other (none started after
+    :data:`BUDGET`), in a new folder inside ``temporary``; returns the status they ended with
+    (:data:`ENDED`) or why one did not, and how many were carried out. The folder is
+    removed."""
     if faults.RUNNER_DELAY or faults.RECORD_DELAY:
-        return "skipped: a runner delay is injected, and the fork server would wait it out"
+        return "skipped: a runner delay is injected, and the fork server would wait it out", 0
     if not os.access(PROGRAM, os.X_OK):
-        return f"skipped: {PROGRAM} cannot be run here"
+        return f"skipped: {PROGRAM} cannot be run here", 0
     scratch = os.path.join(temporary, f"spad-rehearsal-{os.getpid()}-{os.urandom(4).hex()}")
     try:
         os.mkdir(scratch, 0o700)
     except OSError as exc:
-        return f"skipped: cannot make {scratch}: {exc.strerror or exc}"
+        return f"skipped: cannot make {scratch}: {exc.strerror or exc}", 0
+    done: list[int] = []
     try:
-        run_ids = _prepare(scratch, rounds)
-        for run_id in run_ids:
+        began = time.monotonic()
+        for run_id in _prepare(scratch, rounds):
+            if done and time.monotonic() - began > BUDGET:
+                break
             _carry_out(scratch, run_id)
+            done.append(run_id)
             # The fork server runs without the collector: a run's cycles (its engine, its
             # store's connection) freed now, or each round's would pile up in the C heap.
             gc.collect(0)  # all it made is in the youngest generation: nothing collects here
-        return next((ended for ended in _statuses(scratch, run_ids) if ended != ENDED), ENDED)
+        ended = next((said for said in _statuses(scratch, done) if said != ENDED), ENDED)
+        return ended, len(done)
     except Exception as exc:  # a rehearsal only warms up: runners start all the same
-        return f"failed: {type(exc).__name__}: {exc}"
+        return f"failed: {type(exc).__name__}: {exc}", len(done)
     finally:
         _reap()
         with contextlib.suppress(OSError):  # a folder left in the temporary one is harmless
@@ -178,4 +190,4 @@ def _remove(folder: str) -> None:
 
 
 if __name__ == "__main__":  # python -m spad.runner.rehearsal [FOLDER]: what a rehearsal does
-    print(rehearse(sys.argv[1] if len(sys.argv) > 1 else "/tmp"))
+    print(rehearse(sys.argv[1] if len(sys.argv) > 1 else "/tmp")[0])

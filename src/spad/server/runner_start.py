@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -35,7 +36,8 @@ class RunnerStarter:
     ) -> None:
         self.home = home
         self.log_path = log_path
-        #: How many workflows are defined: the fork server rehearses longer for many.
+        #: How many workflows are defined, read when a fork server starts: it rehearses longer
+        #: for many.
         self._workflows = workflows
         self._use_forkserver = use_forkserver
         self._forkserver: subprocess.Popen[bytes] | None = None
@@ -73,6 +75,11 @@ class RunnerStarter:
 
     def _start_forkserver(self, env: dict[str, str]) -> socket.socket:
         self.close()
+        try:
+            workflows = self._workflows()
+        except sqlite3.Error as exc:  # a store that cannot say now: the short rehearsal
+            log.warning("workflows defined unknown (%s): the fork server rehearses one run", exc)
+            workflows = 0
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             with self._log() as out:
@@ -84,7 +91,7 @@ class RunnerStarter:
                         str(self.home),
                         str(os.getpid()),
                         str(theirs.fileno()),
-                        str(self._workflows()),
+                        str(workflows),
                     ],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
