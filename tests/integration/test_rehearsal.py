@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+import pytest
+
 from spad import home as layout
 from spad import procs
 from spad.runner import rehearsal
@@ -23,18 +25,24 @@ from spad.store.sqlite import connect, migrate
 from tests.conftest import Server, clean_env, forkserver_pids, task, wait_for
 
 
-def rehearse(temporary: Path, **env: str) -> str:
-    """``python -m spad.runner.rehearsal``: a rehearsal in a process of its own (it sets signal
-    handlers and starts tasks), as the fork server carries it out."""
+def python(*args: str, **env: str) -> list[str]:
+    """``python ARGS`` in a process of its own (a rehearsal sets signal handlers and starts
+    tasks, as the fork server does): the lines it printed."""
     done = subprocess.run(
-        [sys.executable, "-m", "spad.runner.rehearsal", str(temporary)],
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         env=clean_env(**env),
-        timeout=60,
+        timeout=120,
         check=True,
     )
-    return done.stdout.strip()
+    return done.stdout.splitlines()
+
+
+def rehearse(temporary: Path, **env: str) -> str:
+    """``python -m spad.runner.rehearsal``: a rehearsal as the fork server carries it out."""
+    [said] = python("-m", "spad.runner.rehearsal", str(temporary), **env)
+    return said
 
 
 def processes_in(folder: Path) -> list[int]:
@@ -55,6 +63,10 @@ def processes_in(folder: Path) -> list[int]:
 def runners_log(home: Path) -> str:
     path = home / layout.LOGS / layout.RUNNERS_LOG
     return path.read_text() if path.exists() else ""
+
+
+def fork_server_lines(home: Path) -> list[str]:
+    return [line for line in runners_log(home).splitlines() if "fork server" in line]
 
 
 def test_a_rehearsal_starts_a_run_stops_it_and_leaves_nothing(tmp_path: Path) -> None:
@@ -84,15 +96,7 @@ def rehearse_rounds(temporary: Path, budget: float) -> tuple[str, list[str]]:
         "print(said, done, rehearsal.ROUNDS)\n"
         "print(' '.join(f'{run_id}:{said}' for run_id, said in zip(carried_out, ended)))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe, str(temporary), str(budget)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-        env=clean_env(),
-    )
-    said, each = done.stdout.splitlines()
+    said, each = python("-c", probe, str(temporary), str(budget))
     return said, each.split()
 
 
@@ -126,43 +130,29 @@ def test_a_runner_delay_skips_the_rehearsal(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("defined", "rehearsed"),
+    [
+        (1, "a run"),
+        # Many: 16 runs, or fewer on a machine so loaded that the budget ran out (a test of its
+        # own): each runner saves more than the rounds cost once.
+        (10, r"(a run|\d+ runs)"),
+    ],
+)
 def test_the_fork_server_rehearses_before_its_first_fork(
-    make_server: Callable[..., Server], tmp_path: Path
+    make_server: Callable[..., Server], tmp_path: Path, defined: int, rehearsed: str
 ) -> None:
     temporary = tmp_path / "tmp"
     temporary.mkdir()
     server = make_server(TMPDIR=str(temporary)).start()
-    server.define("w", task("t", "simple", "0"))
-    server.call("run", workflow="w")
-    server.wait_status("w", "success0")
-    lines = [line for line in runners_log(server.home).splitlines() if "fork server" in line]
-    assert len(lines) == 1
-    assert re.fullmatch(
-        r"spad fork server: rehearsed a run in \d+ ms \(workflows defined: 1\)", lines[0]
-    )
-    assert list(temporary.iterdir()) == []
-    assert processes_in(temporary) == []
-
-
-def test_a_fork_server_of_many_workflows_rehearses_longer(
-    make_server: Callable[..., Server], tmp_path: Path
-) -> None:
-    # Where many runners will be forked, each saves more than the rounds cost once.
-    temporary = tmp_path / "tmp"
-    temporary.mkdir()
-    server = make_server(TMPDIR=str(temporary)).start()
-    for number in range(10):
+    for number in range(defined):
         server.define(f"w{number}", task("t", "simple", "0"))
     server.call("run", workflow="w0")
     server.wait_status("w0", "success0")
-    lines = [line for line in runners_log(server.home).splitlines() if "fork server" in line]
+    lines = fork_server_lines(server.home)
     assert len(lines) == 1
-    # 16 runs, or fewer on a machine so loaded that the budget ran out (a test of its own).
-    found = re.fullmatch(
-        r"spad fork server: rehearsed (a run|\d+ runs) in \d+ ms \(workflows defined: 10\)",
-        lines[0],
-    )
-    assert found is not None
+    pattern = rf"spad fork server: rehearsed {rehearsed} in \d+ ms \(workflows defined: {defined}\)"
+    assert re.fullmatch(pattern, lines[0])
     assert list(temporary.iterdir()) == []
     assert processes_in(temporary) == []
 
@@ -197,15 +187,7 @@ def test_a_rehearsal_that_fails_halfway_leaves_no_child(tmp_path: Path) -> None:
         "except ChildProcessError:\n"
         "    print('no child')\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-        env=clean_env(),
-    )
-    said, children = done.stdout.splitlines()
+    said, children = python("-c", probe, str(tmp_path))
     assert said.startswith("failed: OSError")
     assert children == "no child"
     assert list(tmp_path.iterdir()) == []
@@ -223,10 +205,8 @@ def test_a_signal_inbox_closed_gives_the_signals_back() -> None:
         "print(all(signal.getsignal(s) == before[s] for s in WATCHED),"
         " signal.getsignal(signal.SIGHUP) == signal.SIG_IGN, signal.set_wakeup_fd(-1))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert done.stdout.split() == ["True", "True", "-1"]
+    [said] = python("-c", probe)
+    assert said.split() == ["True", "True", "-1"]
 
 
 def forkserver_state(server: Server) -> dict[str, object]:

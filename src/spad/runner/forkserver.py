@@ -28,6 +28,7 @@ import time
 from spad import faults, freed, logfiles, procs
 from spad import home as layout
 from spad.executors.local import find_spawner
+from spad.numerals import ascii_int
 from spad.runner import main as runner_main
 from spad.runner import rehearsal, signals
 
@@ -104,29 +105,32 @@ def _rehearse(workflows: int) -> None:
 
 
 def main() -> int:
-    if len(sys.argv) not in (4, 5) or not all(arg.isdigit() for arg in sys.argv[2:]):
+    numbers = [number for number in map(ascii_int, sys.argv[2:]) if number is not None]
+    if len(sys.argv) not in (4, 5) or len(numbers) != len(sys.argv) - 2:
         print(
             "usage: python -m spad.runner.forkserver HOME SERVER_PID CHANNEL_FD [WORKFLOWS]",
             file=sys.stderr,
         )
         return 2
-    procs.die_with_parent(int(sys.argv[2]))
+    server_pid, channel = numbers[:2]
+    # Without WORKFLOWS (a server of a version before it, upgraded under it): one round.
+    workflows = numbers[2] if len(numbers) == 3 else 0
+    procs.die_with_parent(server_pid)
     procs.set_name(b"spad-forkserver")
     # The channel is ours: not for the rehearsal's tasks to inherit (runners close it).
-    os.set_inheritable(int(sys.argv[3]), False)
+    os.set_inheritable(channel, False)
     # Runners are reaped by the kernel: nobody here needs their exit codes. (The rehearsal
     # handles both signals while it runs, and gives them back.)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the server's to handle
     find_spawner()  # load the spawn library now: every runner uses this one
     if not faults.NO_REHEARSAL:
-        # Without WORKFLOWS (a server of a version before it, upgraded under it): one round.
-        _rehearse(int(sys.argv[4]) if len(sys.argv) == 5 else 0)
+        _rehearse(workflows)
     gc.collect()
     freed.give_back()  # what the rehearsal freed: not ours to keep resident
     freed.take_free_chunks()  # a runner's allocations go to fresh pages, not our scattered holes
     gc.freeze()  # what is loaded now stays on pages the runners share
-    serve(os.path.abspath(sys.argv[1]), int(sys.argv[3]))
+    serve(os.path.abspath(sys.argv[1]), channel)
     return 0
 
 
