@@ -51,21 +51,22 @@ async def fan_out(count: int) -> dict[str, Any]:
 
 
 async def graceful(count: int) -> dict[str, Any]:
-    folder = Path(tempfile.mkdtemp())
-    script = folder / "trapper"
-    script.write_text("#!/usr/bin/env bash\n" + TRAPPER)
-    script.chmod(0o755)
-    processes = [
-        await asyncio.create_subprocess_exec(str(folder / "trapper"), process_group=0)
-        for _ in range(count)
-    ]
-    await asyncio.sleep(0.5)  # let every trap be installed (bash needs a moment to start)
-    started = time.perf_counter()
-    for process in processes:
-        os.killpg(process.pid, signal.SIGTERM)
-    await asyncio.gather(*(p.wait() for p in processes))
-    elapsed = time.perf_counter() - started
-    honoured = len(list(folder.glob("trapper.*")))
+    with tempfile.TemporaryDirectory(prefix="floor-bench-") as name:
+        folder = Path(name)
+        script = folder / "trapper"
+        script.write_text("#!/usr/bin/env bash\n" + TRAPPER)
+        script.chmod(0o755)
+        processes = [
+            await asyncio.create_subprocess_exec(str(folder / "trapper"), process_group=0)
+            for _ in range(count)
+        ]
+        await asyncio.sleep(0.5)  # let every trap be installed (bash needs a moment to start)
+        started = time.perf_counter()
+        for process in processes:
+            os.killpg(process.pid, signal.SIGTERM)
+        await asyncio.gather(*(p.wait() for p in processes))
+        elapsed = time.perf_counter() - started
+        honoured = len(list(folder.glob("trapper.*")))
     return {"seconds": elapsed, "honoured": honoured}
 
 

@@ -236,9 +236,7 @@ def l3_memory(dashboards: int) -> dict[str, Any]:
 
 
 def l4_trigger_cost(changes: int) -> dict[str, Any]:
-    folder = Path(tempfile.mkdtemp(prefix="spad-bench-triggers-"))
-
-    def store(triggers: bool) -> sqlite3.Connection:
+    def store(folder: Path, triggers: bool) -> sqlite3.Connection:
         conn = connect(folder / f"spa-{triggers}.db")
         migrate(conn)
         if not triggers:
@@ -263,8 +261,14 @@ def l4_trigger_cost(changes: int) -> dict[str, Any]:
         conn.execute("COMMIT")
         return (time.perf_counter() - started) * 1e6 / changes
 
-    with_triggers, without = store(True), store(False)
-    samples = [(writes(with_triggers), writes(without)) for _ in range(5)]
+    with tempfile.TemporaryDirectory(prefix="spad-bench-triggers-") as name:
+        folder = Path(name)
+        with_triggers, without = store(folder, True), store(folder, False)
+        try:
+            samples = [(writes(with_triggers), writes(without)) for _ in range(5)]
+        finally:
+            with_triggers.close()
+            without.close()
     return {
         "with_us": statistics.median(s[0] for s in samples),
         "without_us": statistics.median(s[1] for s in samples),

@@ -152,8 +152,11 @@ class Supervisord:
         # Each program holds pipes and log files: thousands of programs need more descriptors.
         minfds = max(4096, 6 * len(programs or {}) + 256)
         sections = [
+            # Its programs' AUTO logs in its folder too (by default they go to $TMPDIR, and
+            # stay there after it).
             "[supervisord]\nnodaemon=true\nlogfile=%(here)s/supervisord.log\n"
-            f"pidfile=%(here)s/supervisord.pid\nuser=root\nminfds={minfds}\n",
+            f"pidfile=%(here)s/supervisord.pid\nchildlogdir=%(here)s\nuser=root\n"
+            f"minfds={minfds}\n",
             f"[inet_http_server]\nport=127.0.0.1:{self.port}\n",
             # supervisorctl's own default way in: often faster than the TCP one.
             "[unix_http_server]\nfile=%(here)s/supervisor.sock\n",

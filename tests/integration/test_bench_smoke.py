@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
+
+
+@pytest.fixture(autouse=True)
+def scratch(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The benches' temporary folder: each must leave it as it found it (a bench that left a
+    folder in /tmp at each run of the suite filled it). A short path, not under tmp_path: a
+    unix socket's path (supervisord's) holds 107 bytes at most."""
+    folder = Path(tempfile.mkdtemp(prefix="spad-b-"))
+    monkeypatch.setenv("TMPDIR", str(folder))
+    try:
+        yield folder
+        assert sorted(path.name for path in folder.iterdir()) == []
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
