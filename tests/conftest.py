@@ -254,6 +254,11 @@ class Server:
         """Create ``workflow`` in pr1 with these tasks."""
         self.call("create", **tree([{"name": workflow, "tasks": list(tasks), **fields}]))
 
+    def define_spare(self) -> None:
+        """A second workflow, never run: from two workflows defined on, runners are forked by
+        the fork server (``runner_start.FORK_SERVER_FROM``); with one they start afresh."""
+        self.define("spare", task("t", "simple", "0"))
+
     def script(self, name: str, body: str) -> None:
         """A bash script in the home's bin/."""
         path = self.home / "bin" / name

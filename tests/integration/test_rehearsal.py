@@ -133,7 +133,7 @@ def test_a_runner_delay_skips_the_rehearsal(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("defined", "rehearsed"),
     [
-        (1, "a run"),
+        (2, "a run"),  # few (runners are forked from two workflows on): one run
         # Many: 16 runs, or fewer on a machine so loaded that the budget ran out (a test of its
         # own): each runner saves more than the rounds cost once.
         (10, r"(a run|\d+ runs)"),
@@ -164,6 +164,7 @@ def test_a_rehearsal_that_cannot_run_keeps_no_runner_from_starting(
     not_a_folder.write_text("")
     server = make_server(TMPDIR=str(not_a_folder)).start()
     server.define("w", task("t", "simple", "0"))
+    server.define_spare()
     server.call("run", workflow="w")
     server.wait_status("w", "success0")
     wait_for(
@@ -238,6 +239,7 @@ def test_the_fork_server_forks_runners_as_it_would_without_a_rehearsal(
         server.start()
         if not states:  # the same home both times
             server.define("w", task("t", "simple", "0"))
+            server.define_spare()
         server.call("run", workflow="w")
         server.wait_status("w", "success0")
         states.append(forkserver_state(server))

@@ -44,7 +44,7 @@ def runner_said(home: Path, run_id: int) -> bool:
 
 
 def test_one_forkserver_per_environment(home: Path) -> None:
-    starter = RunnerStarter(home, home / layout.LOGS / layout.RUNNERS_LOG, lambda: 1)
+    starter = RunnerStarter(home, home / layout.LOGS / layout.RUNNERS_LOG, lambda: 2)
     env = dict(os.environ, SPAD_TEST_MARK="one")
     try:
         _, child = starter.start(901, env)
@@ -69,11 +69,28 @@ def test_one_forkserver_per_environment(home: Path) -> None:
     wait_for(lambda: not procs_with(f"spad.runner.forkserver {home} "), what="no fork server")
 
 
+@pytest.mark.parametrize(("defined", "forked"), [(0, False), (1, False), (2, True)])
+def test_runners_are_forked_from_two_workflows_defined_on(
+    home: Path, defined: int, forked: bool
+) -> None:
+    starter = RunnerStarter(home, home / layout.LOGS / layout.RUNNERS_LOG, lambda: defined)
+    child = None
+    try:
+        _, child = starter.start(905, dict(os.environ))
+        assert (child is None) == forked  # a Popen: a fresh interpreter, our child
+        assert (starter.forkserver_pid is not None) == forked
+        wait_for(lambda: runner_said(home, 905), what="the runner to start")
+    finally:
+        starter.close()
+        if child is not None:
+            child.wait(timeout=30)
+
+
 def test_a_runners_log_that_cannot_be_opened_starts_runners_all_the_same(home: Path) -> None:
     """A folder where runners.log goes (a project of that name once made one) made every
     start fail, the run resumed for ever."""
     (home / layout.LOGS / layout.RUNNERS_LOG).mkdir()
-    starter = RunnerStarter(home, home / layout.LOGS / layout.RUNNERS_LOG, lambda: 1)
+    starter = RunnerStarter(home, home / layout.LOGS / layout.RUNNERS_LOG, lambda: 2)
     try:
         pid, _ = starter.start(904, dict(os.environ))
         identity = procs.identity(pid)

@@ -1,9 +1,10 @@
 """How the server starts a runner: forked by the fork server, or as a fresh interpreter.
 
-The fork server (``spad.runner.forkserver``) is started at the first run with the runners'
-environment and lives as long as the server; a start that asks for another environment
-starts a new one. Should it be unusable (it died, or does not answer within a few seconds),
-the runner is started as ``python -m spad.runner`` instead, as before: slower, never wrong.
+The fork server (``spad.runner.forkserver``) is started at the first run once
+:data:`FORK_SERVER_FROM` workflows are defined, with the runners' environment, and lives as
+long as the server; a start that asks for another environment starts a new one. With fewer
+workflows, and should it be unusable (it died, or does not answer within a few seconds), the
+runner is started as ``python -m spad.runner``: slower to start, never wrong.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ log = logging.getLogger("spad.runners")
 
 #: How long a fork may take before the fork server is given up for this start.
 ANSWER_TIMEOUT = 5.0
+#: Workflows defined from which runners are forked. The fork server's own memory (6 MiB of
+#: PSS) pays off from the second runner: a forked runner owns 2 MiB, a fresh interpreter 5.4.
+#: With one workflow a fresh runner costs 3 MiB less, and starting it takes no longer than
+#: starting the fork server would (bench/RESULTS.md, "W2 without a fork server").
+FORK_SERVER_FROM = 2
 
 
 class RunnerStarter:
@@ -36,8 +42,8 @@ class RunnerStarter:
     ) -> None:
         self.home = home
         self.log_path = log_path
-        #: How many workflows are defined, read when a fork server starts: it rehearses longer
-        #: for many.
+        #: How many workflows are defined, read while no fork server runs: whether to start
+        #: one, and how long it rehearses.
         self._workflows = workflows
         self._use_forkserver = use_forkserver
         self._forkserver: subprocess.Popen[bytes] | None = None
@@ -49,16 +55,23 @@ class RunnerStarter:
         is our child (its exit code can then be read)."""
         if self._use_forkserver:
             try:
-                return self._fork(run_id, env), None
+                pid = self._fork(run_id, env)
+                if pid is not None:
+                    return pid, None
             except OSError as error:
                 log.warning("fork server unusable (%s): starting run %s directly", error, run_id)
                 self.close()
         return self._exec(run_id, env)
 
-    def _fork(self, run_id: int, env: dict[str, str]) -> int:
+    def _fork(self, run_id: int, env: dict[str, str]) -> int | None:
+        """The forked runner's pid; None where too few workflows are defined for a fork
+        server to pay off."""
         channel = self._channel
         if channel is None or not self._alive() or env != self._env:
-            channel = self._start_forkserver(env)
+            workflows = self._count()
+            if workflows is not None and workflows < FORK_SERVER_FROM:
+                return None
+            channel = self._start_forkserver(env, workflows or 0)
         channel.send(b"%d" % run_id)
         reply = channel.recv(4096) or b"error: fork server ended"
         if not reply.isdigit():
@@ -73,13 +86,17 @@ class RunnerStarter:
     def _alive(self) -> bool:
         return self._forkserver is not None and self._forkserver.poll() is None
 
-    def _start_forkserver(self, env: dict[str, str]) -> socket.socket:
-        self.close()
+    def _count(self) -> int | None:
+        """The workflows defined; None when the store cannot say now (busy, damaged): then a
+        fork server is started all the same, with the short rehearsal."""
         try:
-            workflows = self._workflows()
-        except sqlite3.Error as exc:  # a store that cannot say now: the short rehearsal
+            return self._workflows()
+        except sqlite3.Error as exc:
             log.warning("workflows defined unknown (%s): the fork server rehearses one run", exc)
-            workflows = 0
+            return None
+
+    def _start_forkserver(self, env: dict[str, str], workflows: int) -> socket.socket:
+        self.close()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             with self._log() as out:
