@@ -90,8 +90,10 @@ def test_without_the_forkserver_runners_start_as_fresh_interpreters(
     run_id = server.call("run", workflow="w")["run_id"]
     server.wait_task("w", "fg", "running")
     assert not forkserver_pids(server.home)
-    with open(f"/proc/{runner_of(server, run_id)}/cmdline", "rb") as handle:
+    runner = runner_of(server, run_id)
+    with open(f"/proc/{runner}/cmdline", "rb") as handle:
         assert b"spad.runner\0" in handle.read()
+    assert comm(runner) == "spad-runner"  # named as a forked one is
     server.call("stop", workflow="w")
     server.wait_status("w", "stopped")
 

@@ -39,7 +39,6 @@ MESSAGE_MAX = 64
 def _become_runner(home: str, run_id: int, log_path: str) -> int:
     """In the child: what ``python -m spad.runner HOME RUN_ID`` would be, minus its start."""
     os.setsid()
-    procs.set_name(b"spad-runner")  # what ps -o comm and top show: runners share our command line
     signals.set_handler(signal.SIGCHLD, signal.SIG_DFL)  # the runner reaps its own tasks
     gc.enable()
     devnull = os.open(os.devnull, os.O_RDONLY)

@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     home, run_id = os.path.abspath(args[0]), int(args[1])
     inbox = SignalInbox()  # first: a stop sent while we start is queued, not fatal
+    procs.set_name(b"spad-runner")  # what ps -o comm and top show, forked or not
     procs.become_subreaper()
     try:
         return carry_out(home, run_id, inbox)
