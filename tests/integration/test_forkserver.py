@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
+
+import pytest
 
 from spad import procs
 from tests.conftest import Server, comm, forkserver_pids, task, wait_for
@@ -80,6 +85,20 @@ def test_one_workflow_has_fresh_runners_and_a_second_brings_the_forkserver(
     server.call("stop", workflow="w")
     server.wait_status("w", "stopped")
     assert forkserver_pids(server.home) == [forkserver]  # it stays, whatever runs next
+
+
+@pytest.mark.parametrize("run_id", ["\N{SUPERSCRIPT TWO}", "x", ""])
+def test_a_runner_started_by_hand_with_no_run_id_says_how_to_start_it(
+    tmp_path: Path, run_id: str
+) -> None:
+    said = subprocess.run(
+        [sys.executable, "-m", "spad.runner", str(tmp_path), run_id],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (said.returncode, said.stderr) == (2, "usage: python -m spad.runner HOME RUN_ID\n")
 
 
 def test_without_the_forkserver_runners_start_as_fresh_interpreters(

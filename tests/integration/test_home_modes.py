@@ -45,9 +45,13 @@ def test_the_read_only_token_made_and_rotated_is_in_the_audit_trail(tmp_path: Pa
     assert methods == ["token_read_only", "token_rotate_read_only"]
 
 
-def test_a_negative_file_size_limit_is_a_usage_error(tmp_path: Path) -> None:
-    made = spad_under_umask_0("--home", str(tmp_path / "h"), "--max-file-size", "-1")
+@pytest.mark.parametrize("size", ["-1", "\N{SUPERSCRIPT TWO}", "\N{FULLWIDTH DIGIT ONE}"])
+def test_a_file_size_limit_that_is_no_whole_number_is_a_usage_error(
+    tmp_path: Path, size: str
+) -> None:
+    made = spad_under_umask_0("--home", str(tmp_path / "h"), "--max-file-size", size)
     assert made.returncode == 2 and "--max-file-size" in made.stderr
+    assert "is not a whole number of at least 1" in made.stderr  # '²' passed str.isdigit
     assert "Traceback" not in made.stderr
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from spad import executors, faults, procs, transitions
 from spad import home as layout
+from spad.numerals import ascii_int
 from spad.runner.engine import Engine, RunInfo
 from spad.runner.signals import FORCED, GRACEFUL, HARD, SignalInbox
 from spad.runner.timers import Timers
@@ -120,10 +121,11 @@ def _nothing() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or not args[1].isdigit():
+    run_id = ascii_int(args[1]) if len(args) == 2 else None
+    if run_id is None:
         print("usage: python -m spad.runner HOME RUN_ID", file=sys.stderr)
         return 2
-    home, run_id = os.path.abspath(args[0]), int(args[1])
+    home = os.path.abspath(args[0])
     inbox = SignalInbox()  # first: a stop sent while we start is queued, not fatal
     procs.set_name(b"spad-runner")  # what ps -o comm and top show, forked or not
     procs.become_subreaper()

@@ -60,9 +60,10 @@ class PrintVersion(argparse.Action):
 
 
 def positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
+    number = ascii_int(text)
+    if number is None or number < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
-    return int(text)
+    return number
 
 
 def help_formatter(prog: str) -> argparse.HelpFormatter:
