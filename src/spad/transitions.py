@@ -21,7 +21,7 @@ from __future__ import annotations
 import sqlite3
 
 from spad import states
-from spad.store import runs
+from spad.store import events, runs
 
 TYPE_CHECKING = False  # typing itself is not imported on the runner's path
 if TYPE_CHECKING:
@@ -228,7 +228,8 @@ def record_transition(
     """Every change passes here, in the transaction that wrote it (``task`` None: the run's
     own). The event for the live view and the hooks is appended by the store itself: a trigger
     on the status column (migration 6) writes it in the same statement, so it holds for every
-    writer, alarms included; nothing more is needed here."""
+    writer, alarms included. Here the journal is cut to its size (migration 12)."""
+    events.keep_newest(conn)
 
 
 # -- the store operation of each task event -------------------------------------------------

@@ -1,8 +1,15 @@
-"""The event journal (``events``), written by the store's triggers (see migration 6)."""
+"""The event journal (``events``), written by the store's triggers (see migrations 6 and 12),
+cut to its size by the transition owner. Standard library only: runners cut it too."""
 
 from __future__ import annotations
 
 import sqlite3
+
+from spad.store.sqlite import EVENTS_KEPT
+
+TYPE_CHECKING = False  # typing itself is not imported on the runner's path
+if TYPE_CHECKING:
+    from spad.store.sqlite import Statements
 
 #: One read of the journal returns at most this many events.
 PAGE = 500
@@ -49,3 +56,10 @@ def select(
         f" ORDER BY id {order} LIMIT ?",
         (*args, limit),
     ).fetchall()
+
+
+def keep_newest(conn: Statements) -> None:
+    """Drop the events older than the newest ``EVENTS_KEPT``: once a transition (a range on
+    the rowid), compiled once a connection where each trigger compiled it into every
+    statement that writes a status."""
+    conn.execute("DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?", (EVENTS_KEPT,))

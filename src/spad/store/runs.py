@@ -49,19 +49,26 @@ def create(
     resumed_from: int | None = None,
 ) -> int:
     """A new run: the workflow's tasks copied, ``new`` for the selected ones, ``not run`` else."""
+    # The names are the run's own: its events carry them without a join (see migration 12).
+    names = conn.execute(
+        "SELECT p.name, w.name FROM workflows w JOIN projects p ON p.id = w.project_id"
+        " WHERE w.id = ?",
+        (workflow_id,),
+    ).fetchone()
+    project, workflow = names if names else (None, None)
     cursor = conn.execute(
-        "INSERT INTO runs (workflow_id, status, only_task, from_task, resumed_from, started_at)"
-        " VALUES (?, 'running', ?, ?, ?, ?)",
-        (workflow_id, only_task, from_task, resumed_from, now()),
+        "INSERT INTO runs (workflow_id, status, only_task, from_task, resumed_from, started_at,"
+        " project_name, workflow_name) VALUES (?, 'running', ?, ?, ?, ?, ?, ?)",
+        (workflow_id, only_task, from_task, resumed_from, now(), project, workflow),
     )
     run_id = int(cursor.lastrowid or 0)
     marks = ",".join("?" * len(selected)) or "NULL"
     conn.execute(
-        f"INSERT INTO run_tasks (run_id, {RUN_TASK_COPY}, executor, status)"
-        f" SELECT ?, {RUN_TASK_COPY}, {_EXECUTOR},"
-        f" CASE WHEN name IN ({marks}) THEN 'new' ELSE 'not run' END"
+        f"INSERT INTO run_tasks (run_id, {RUN_TASK_COPY}, executor, status, project_name,"
+        f" workflow_name) SELECT ?, {RUN_TASK_COPY}, {_EXECUTOR},"
+        f" CASE WHEN name IN ({marks}) THEN 'new' ELSE 'not run' END, ?, ?"
         " FROM tasks WHERE workflow_id = ?",
-        (run_id, *selected, workflow_id),
+        (run_id, *selected, project, workflow, workflow_id),
     )
     return run_id
 
