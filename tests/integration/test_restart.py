@@ -38,7 +38,7 @@ def test_a_stop_after_a_restart_calls_the_restart_off(server: Server) -> None:
     """The later request wins, as a systemd stop job replaces a pending restart."""
     server.define("w", task("t", "stubborn", "60", stop_timeout=5))
     first = server.call("run", workflow="w")["run_id"]
-    server.wait_task("w", "t", "running")
+    server.wait_trapped("w", "t")  # a SIGTERM before the trap would end the run at once
     runner = server.db().execute("SELECT runner_pid FROM runs WHERE id = ?", (first,))
     runner_pid = int(runner.fetchone()[0])
     identity = procs.identity(runner_pid)
@@ -61,7 +61,7 @@ def test_a_restart_asked_survives_a_restart_of_spad(
     server = make_server().start()
     server.define("w", task("t", "stubborn", "60", stop_timeout=2))
     first = server.call("run", workflow="w")["run_id"]
-    server.wait_task("w", "t", "running")
+    server.wait_trapped("w", "t")  # so that the run is still stopping when spad is killed
     assert server.call("restart", workflow="w")["run_id"] is None  # after the stop ends
     server.stop(signal.SIGKILL)  # the runner goes on stopping its task, and ends the run
     if ended_while_down:

@@ -12,8 +12,12 @@ import pytest
 from spad import provision, transitions
 from spad.definitions import catalog
 from spad.definitions.model import parse_spec
+from spad.errors import Conflict
 from spad.home import Home
+from spad.server import methods
+from spad.server.params import parse
 from spad.server.runners import Runners
+from spad.server.service import Service
 from spad.store import definitions as defs
 from spad.store import runs
 from tests.conftest import task, tree
@@ -51,3 +55,24 @@ def test_a_restart_the_store_refuses_stays_asked(
         runners._start_again_if_asked(run)
     assert runs.restart_asked(conn, run_id)  # for the next try
     assert len(runs.history(conn, run["workflow_id"], 10)) == 1
+
+
+@pytest.mark.parametrize("project", ["pr1", None])
+def test_a_stop_between_the_run_s_end_and_its_restart_calls_the_restart_off(
+    tmp_path: Path, conn: sqlite3.Connection, project: str | None
+) -> None:
+    """The runner records the run's end, then exits; the server starts the restart as it
+    handles that exit. A stop in between was refused ("not running: nothing to stop") and the
+    workflow started again anyway."""
+    provision.prepare(Home(tmp_path))
+    run_id = a_stopped_run_to_restart(conn)
+    runners = Runners(Home(tmp_path), conn, url="http://127.0.0.1:1")
+    svc = Service(Home(tmp_path), conn, runners)
+    answer = methods.stop(svc, parse(methods.StopParams, {"project": project, "workflow": "w"}))
+    assert answer == {"project": "pr1", "workflow": "w", "run_id": run_id, "status": "stopped"}
+    run = runs.get(conn, run_id)
+    assert run is not None
+    runners._start_again_if_asked(run)  # the runner's end, handled by the server
+    assert [r["id"] for r in runs.history(conn, run["workflow_id"], 10)] == [run_id]
+    with pytest.raises(Conflict, match="not running: nothing to stop"):
+        methods.stop(svc, parse(methods.StopParams, {"project": project, "workflow": "w"}))

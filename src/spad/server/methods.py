@@ -287,13 +287,18 @@ def history(svc: Service, p: HistoryParams) -> dict[str, Any]:
 
 
 def stop(svc: Service, p: StopParams) -> dict[str, Any]:
-    run = _running(svc, p.project, p.workflow)
-    svc.runners.stop(run, force=p.force)
+    run = _to_stop(svc, p.project, p.workflow)
+    if run["finished"]:  # ended, its restart not started yet: the later request wins
+        svc.runners.call_off_restart(run)
+        status = run["status"]
+    else:
+        svc.runners.stop(run, force=p.force)
+        status = states.STOPPING
     return {
         "project": run["project"],
         "workflow": p.workflow,
         "run_id": run["id"],
-        "status": states.STOPPING,
+        "status": status,
     }
 
 
@@ -473,8 +478,9 @@ def _workflow(svc: Service, project: str, name: str) -> sqlite3.Row:
     return row
 
 
-def _running(svc: Service, project: str | None, workflow: str) -> sqlite3.Row:
-    """The unfinished run of ``workflow``; without a project, searched in every project."""
+def _to_stop(svc: Service, project: str | None, workflow: str) -> sqlite3.Row:
+    """The unfinished run of ``workflow``, or its ended run whose restart is still to start;
+    without a project, searched in every project."""
     if project is not None:
         named = [_workflow(svc, project, workflow)]
     else:
@@ -484,6 +490,7 @@ def _running(svc: Service, project: str | None, workflow: str) -> sqlite3.Row:
                 f"workflow {workflow!r} does not exist in any project", workflow=workflow
             )
     candidates = [run for wf in named for run in runs.unfinished(svc.conn, wf["id"])]
+    candidates += [run for wf in named for run in runs.ended_to_restart(svc.conn, wf["id"])]
     if not candidates:
         where = f"{project}/{workflow}" if project else f"workflow {workflow!r}"
         raise Conflict(f"{where} is not running: nothing to stop")

@@ -154,6 +154,12 @@ class Runners:
         """Stop ``run``; a restart asked before is called off: the later request wins."""
         self._stop(run, force, then_restart=False)
 
+    def call_off_restart(self, run: sqlite3.Row) -> None:
+        """``run`` ended and its restart is not started yet: it will not be
+        (:meth:`_start_again_if_asked` reads whether it is still asked)."""
+        with transaction(self.conn):
+            runs.restart_taken(self.conn, run["id"])
+
     def _stop(self, run: sqlite3.Row, force: bool, then_restart: bool) -> None:
         with transaction(self.conn):
             mode = transitions.FORCED if force else transitions.GRACEFUL
