@@ -76,7 +76,8 @@ def status_of(workflow: str) -> str:
 
 
 def test_sign_in_and_see_a_workflow_end_without_a_reload(page: Page, server: Server) -> None:
-    server.define("wf1", task("t1", "simple", "2"))
+    server.script("gated", "until [ -e go ]; do sleep 0.05; done\n")  # ends once seen running
+    server.define("wf1", task("t1", "gated"))
     page.goto(server.url + "/ui/")
     page.type("document.getElementById('token')", "not-the-token-" + "x" * 30)
     page.click(button("Sign in"))
@@ -92,6 +93,7 @@ def test_sign_in_and_see_a_workflow_end_without_a_reload(page: Page, server: Ser
 
     server.call("run", project="pr1", workflow="wf1")
     page.wait(f"{status_of('pr1/wf1')} === 'running'")
+    (server.home / "data" / "go").touch()
     page.wait(f"{status_of('pr1/wf1')} === 'success0'")
     assert page.js("window.loadedOnce") is True
     assert page.js("document.getElementById('live').textContent") == "live"

@@ -39,7 +39,9 @@ def test_stop_wait_returns_when_stopped(server: Server) -> None:
 def test_logs_tail_and_follow_while_the_task_runs(server: Server) -> None:
     talker = server.home / "bin" / "talker"
     talker.write_text(
-        "#!/usr/bin/env bash\nfor i in 1 2 3 4 5; do echo line$i; sleep 0.3; done\n"
+        "#!/usr/bin/env bash\necho line1\n"
+        "until [ -e go ]; do sleep 0.05; done\n"  # the test has seen line1 while it runs
+        "for i in 2 3 4 5; do echo line$i; sleep 0.3; done\n"
         "printf 'no newline at the end'\n"
     )
     talker.chmod(0o755)
@@ -63,6 +65,7 @@ def test_logs_tail_and_follow_while_the_task_runs(server: Server) -> None:
         first = follower.stdout.readline() if follower.stdout else ""
         assert first == "line1\n"
         assert server.task("w", "t")["status"] == "running", "follow printed only after the end"
+        (server.home / "data" / "go").touch()
         # Read through the same buffered file: readline() may have buffered more than a
         # line, which communicate(), reading the raw descriptor, would never see.
         rest = follower.stdout.read() if follower.stdout else ""

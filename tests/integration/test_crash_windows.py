@@ -49,10 +49,14 @@ def test_a_runner_slow_to_start_refuses_the_run_superseded_meanwhile(
     make_server: Callable[..., Server], home: Path, forked: bool
 ) -> None:
     ways = {} if forked else {"SPAD_TEST_NO_FORKSERVER": "1"}
+    # The delay is the time the new server has to start and supersede the run: long enough
+    # for a loaded machine.
     before = make_server(
-        SPAD_TEST_CRASH_AT=faults.RUNNER_SPAWNED, SPAD_TEST_RUNNER_DELAY="4", **ways
+        SPAD_TEST_CRASH_AT=faults.RUNNER_SPAWNED, SPAD_TEST_RUNNER_DELAY="8", **ways
     ).start()
     before.define("w", task("t", "simple", "60"))
+    if forked:
+        before.define_spare()  # with one workflow defined, runners start afresh
     crashes(before, "run", workflow="w")
     # Forked, it takes its name a moment after the fork server answered (and the server died).
     stale = wait_for(lambda: list(runners_of(home)), what="the runner started before the crash")

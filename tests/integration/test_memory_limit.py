@@ -93,6 +93,7 @@ def test_status_shows_each_running_task_s_memory(server: Server) -> None:
     server.define("w", task("t", "holder"), task("done", "simple", "0", exec="parallel", place=1))
     server.call("run", workflow="w")
     wait_for(lambda: "held" in log_of(server, "w", "t"), what="the task to hold 32 MiB")
+    server.wait_task("w", "done", "success0")
     rows = {t["name"]: t for t in server.call("status", workflow="w", memory=True)["tasks"]}
     assert rows["t"]["memory"] >= 32 << 20
     assert rows["done"]["memory"] is None  # ended: no memory to show
@@ -112,6 +113,7 @@ def test_status_shows_each_running_task_s_memory_when_asked(server: Server) -> N
     server.define("w", task("t", "holder"), task("done", "simple", "0", exec="parallel", place=1))
     server.call("run", workflow="w")
     wait_for(lambda: "held" in log_of(server, "w", "t"), what="the task to hold 32 MiB")
+    server.wait_task("w", "done", "success0")
     rows = {t["name"]: t for t in server.call("status", workflow="w", memory=True)["tasks"]}
     assert rows["t"]["memory"] >= 32 << 20
     assert rows["done"]["memory"] is None  # ended: no memory to show

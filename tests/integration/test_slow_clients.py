@@ -118,7 +118,7 @@ def test_at_the_cap_the_idlest_connection_makes_room(server: Server) -> None:
             time.sleep(0.01)  # an order the server can see
         started = time.monotonic()
         assert server.call("list") == {"projects": []}
-        assert time.monotonic() - started < 1
+        assert time.monotonic() - started < 3  # served, not queued behind the idle ones
         wait_for(lambda: is_closed(opened[0]), timeout=5, what="the oldest idle one to go")
         assert not any(is_closed(sock) for sock in opened[5:])
 
@@ -144,7 +144,7 @@ def start_with_descriptors(home: Path, nofile: int, *extra: str) -> Server:
 def test_a_client_is_served_while_a_thousand_slow_ones_hold_on(home: Path, nofile: int) -> None:
     """1,000 clients each send a byte of a head and stall; with the default cap (and with
     only 256 descriptors, where the cap must come down to fit) a `list` is answered within
-    1 s, and the log says what was closed at most once a second."""
+    3 s, and the log says what was closed at most once a second."""
     spad = start_with_descriptors(home, nofile)
     parts = urllib.parse.urlsplit(spad.url)
     address = (parts.hostname or "", parts.port or 0)
@@ -166,7 +166,9 @@ def test_a_client_is_served_while_a_thousand_slow_ones_hold_on(home: Path, nofil
                 status, reply = spad.post(LIST)
                 latencies.append(time.monotonic() - asked)
                 assert status == 200 and reply["result"] == {"projects": []}
-            assert max(latencies) < 1, latencies
+            # Served beside them: a starved client would wait out the 30 s head timeout, or
+            # for ever. The margin is for a loaded machine; it is not a speed goal.
+            assert max(latencies) < 3, latencies
             assert spad.stderr_path is not None
             path = spad.stderr_path
             wait_for(lambda: "connections in the last second" in path.read_text(), timeout=5)

@@ -23,7 +23,7 @@ def test_stop_is_graceful_then_escalates(server: Server) -> None:
     server.define(
         "w",
         task("soft", "simple", "60", exec="parallel", stop_timeout=5),
-        task("hard", "stubborn", "60", stop_timeout=1),
+        task("hard", "stubborn", "60", stop_timeout=3),  # still stopping once soft stopped
     )
     server.call("run", workflow="w")
     wait_for(lambda: all(t["status"] == "running" for t in server.status("w")["tasks"]))
@@ -37,7 +37,7 @@ def test_stop_is_graceful_then_escalates(server: Server) -> None:
     state = server.wait_status("w", "stopped")
     elapsed = time.monotonic() - started
     assert [t["status"] for t in state["tasks"]] == ["stopped", "killed"]
-    assert 0.9 < elapsed < 6, f"SIGKILL came {elapsed:.2f}s after the stop (stop_timeout 1s)"
+    assert 2.9 < elapsed < 10, f"SIGKILL came {elapsed:.2f}s after the stop (stop_timeout 3s)"
     server.no_process_left()
 
 
@@ -48,7 +48,7 @@ def test_force_stop_kills_at_once(server: Server) -> None:
     started = time.monotonic()
     server.call("stop", workflow="w", force=True)
     state = server.wait_status("w", "stopped")
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 30  # stop_timeout is 60 s
     assert state["tasks"][0]["status"] == "killed"
     server.no_process_left()
 
@@ -78,7 +78,7 @@ def test_a_waiting_task_is_left_alone_until_it_runs_again(server: Server) -> Non
         'set -e\nspa_ctl set_status -s waiting\nsleep "$1"\n'
         "spa_ctl set_status -s running\nexec sleep 3600\n",
     )
-    server.define("w", task("t", "pause", "2", stop_timeout=5))
+    server.define("w", task("t", "pause", "4", stop_timeout=5))
     server.call("run", workflow="w")
     server.wait_task("w", "t", "waiting")
     waiting_since = time.monotonic()
@@ -87,8 +87,8 @@ def test_a_waiting_task_is_left_alone_until_it_runs_again(server: Server) -> Non
     assert server.task("w", "t")["status"] == "waiting"
     state = server.wait_status("w", "stopped")
     assert state["tasks"][0]["status"] == "stopped"
-    # It waited its 2 s out: it was stopped only once it was running again.
-    assert time.monotonic() - waiting_since > 1.5
+    # It waited its 4 s out: it was stopped only once it was running again.
+    assert time.monotonic() - waiting_since > 3.5
 
 
 def test_a_forced_stop_does_not_wait_for_a_waiting_task(server: Server) -> None:
@@ -124,13 +124,15 @@ def test_sigterm_to_the_runner_is_a_hard_stop_and_the_run_comes_back(server: Ser
         timeout=10,
         what="the tasks to be killed",
     )
+    # The old run's record is final once the new run exists (the tasks are gone a moment
+    # before their runner recorded them killed).
+    state = wait_for(lambda: (s := server.status("w"))["run_id"] != first and s, what="a new run")
     old = server.db().execute("SELECT status FROM runs WHERE id = ?", (first,)).fetchone()[0]
     assert old == "terminated(-15)"
     old_tasks = (
         server.db().execute("SELECT status FROM run_tasks WHERE run_id = ?", (first,)).fetchall()
     )
     assert {row[0] for row in old_tasks} == {"killed"}
-    state = wait_for(lambda: (s := server.status("w"))["run_id"] != first and s, what="a new run")
     assert state["status"] == "running"
     server.call("stop", workflow="w", force=True)
     server.wait_status("w", "stopped")

@@ -32,12 +32,14 @@ def test_a_task_past_its_timeout_ends_timeout_and_so_does_the_workflow(server: S
 
 
 def test_a_task_deaf_to_its_stop_signal_is_killed_and_still_ends_timeout(server: Server) -> None:
-    server.define("w", task("t", "stubborn", "3600", timeout=1, stop_timeout=1, retries=0))
+    # The timeout leaves bash time to set its trap on a loaded machine: it is the test's
+    # subject, a SIGTERM before the trap would end the task at once.
+    server.define("w", task("t", "stubborn", "3600", timeout=3, stop_timeout=1, retries=0))
     server.call("run", workflow="w")
     server.wait_trapped("w", "t")
     (t,) = server.wait_status("w", "timeout")["tasks"]
     took = seconds(t["started_at"], t["ended_at"])
-    assert 2 <= took < 2 + SLACK, f"killed {took:.2f}s after it started (timeout 1, stop 1)"
+    assert 4 <= took < 4 + SLACK, f"killed {took:.2f}s after it started (timeout 3, stop 1)"
     server.no_process_left()
 
 
@@ -86,13 +88,12 @@ def test_a_silent_task_ends_timeout_after_its_idle_timeout(server: Server) -> No
 )
 def test_a_task_that_beats_or_speaks_keeps_running(server: Server, body: str) -> None:
     server.script("alive", body)
-    server.define("w", task("t", "alive", idle_timeout=1, stop_timeout=1, retries=0))
+    # 2 s: a spa_ctl started by the task may take over a second to start on a loaded machine.
+    server.define("w", task("t", "alive", idle_timeout=2, stop_timeout=1, retries=0))
     server.call("run", workflow="w")
     server.wait_task("w", "t", "running")
-    # Four idle periods: each deadline found a newer sign of life and moved on.
-    wait_for(
-        lambda: seconds(server.task("w", "t")["started_at"], _now()) > 4, what="four idle periods"
-    )
+    # Three idle periods: each deadline found a newer sign of life and moved on.
+    wait_for(lambda: seconds(server.task("w", "t")["started_at"], _now()) > 6, what="three periods")
     t = server.task("w", "t")
     assert (t["status"], t["attempt"]) == ("running", 1)
     server.call("stop", workflow="w")
