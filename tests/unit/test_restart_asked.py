@@ -76,3 +76,34 @@ def test_a_stop_between_the_run_s_end_and_its_restart_calls_the_restart_off(
     assert [r["id"] for r in runs.history(conn, run["workflow_id"], 10)] == [run_id]
     with pytest.raises(Conflict, match="not running: nothing to stop"):
         methods.stop(svc, parse(methods.StopParams, {"project": project, "workflow": "w"}))
+
+
+@pytest.mark.parametrize("method", ["run", "restart"])
+def test_a_run_started_before_the_asked_restart_takes_it(
+    tmp_path: Path,
+    conn: sqlite3.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+) -> None:
+    """A `run` (or `restart`) in the same window starts the new run: the asked restart is
+    taken by it. It was left asked, so a `stop` then found two runs ("runs in several
+    projects") and the end's handling tried a second start, said as a failure."""
+    provision.prepare(Home(tmp_path))
+    ended = a_stopped_run_to_restart(conn)
+    runners = Runners(Home(tmp_path), conn, url="http://127.0.0.1:1")
+    monkeypatch.setattr(runners, "_spawn", lambda run_id: None)  # no runner: its run waits
+    svc = Service(Home(tmp_path), conn, runners)
+    params = {"project": "pr1", "workflow": "w"}
+    if method == "run":
+        new = methods.run(svc, parse(methods.RunParams, params))["run_id"]
+    else:
+        new = methods.restart(svc, parse(methods.WorkflowParams, params))["run_id"]
+    assert not runs.restart_asked(conn, ended)
+    answer = methods.stop(svc, parse(methods.StopParams, params))
+    assert (answer["run_id"], answer["status"]) == (new, "stopping")
+    run = runs.get(conn, ended)
+    assert run is not None
+    runners._start_again_if_asked(run)  # the ended runner's end, handled by the server
+    assert [r["id"] for r in runs.history(conn, run["workflow_id"], 10)] == [new, ended]
+    assert "could not start" not in caplog.text

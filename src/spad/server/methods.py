@@ -489,8 +489,11 @@ def _to_stop(svc: Service, project: str | None, workflow: str) -> sqlite3.Row:
             raise NotFound(
                 f"workflow {workflow!r} does not exist in any project", workflow=workflow
             )
-    candidates = [run for wf in named for run in runs.unfinished(svc.conn, wf["id"])]
-    candidates += [run for wf in named for run in runs.ended_to_restart(svc.conn, wf["id"])]
+    candidates = [
+        run
+        for wf in named
+        for run in runs.unfinished(svc.conn, wf["id"]) or runs.ended_to_restart(svc.conn, wf["id"])
+    ]
     if not candidates:
         where = f"{project}/{workflow}" if project else f"workflow {workflow!r}"
         raise Conflict(f"{where} is not running: nothing to stop")

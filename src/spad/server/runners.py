@@ -92,14 +92,13 @@ class Runners:
         workflow: sqlite3.Row,
         only_task: str | None = None,
         from_task: str | None = None,
-        restart_of: int | None = None,
     ) -> int:
-        """A new run of ``workflow``; ``restart_of``: the run whose restart this is, the
-        restart taken in the same transaction (one that fails leaves it asked)."""
+        """A new run of ``workflow``. It takes any restart still asked of the workflow's ended
+        runs, in the same transaction: the asked one's own start, or a later request's (the
+        later request wins); a start that fails leaves it asked."""
         selected = self._select(project, workflow, only_task, from_task)
         with transaction(self.conn):
-            if restart_of is not None:
-                runs.restart_taken(self.conn, restart_of)
+            runs.restarts_taken(self.conn, workflow["id"])
             if runs.unfinished(self.conn, workflow["id"]):
                 raise Conflict(
                     f"workflow {project}/{workflow['name']} is already running: stop it first "
@@ -286,7 +285,7 @@ class Runners:
         try:
             if names is None or workflow is None:
                 raise NotFound("its workflow was deleted meanwhile")
-            run_id = self.start(names[0], workflow, restart_of=run["id"])
+            run_id = self.start(names[0], workflow)
         except sqlite3.OperationalError:
             raise
         except Exception as exc:

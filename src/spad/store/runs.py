@@ -213,6 +213,15 @@ def restart_taken(conn: Statements, run_id: int) -> None:
     conn.execute("UPDATE runs SET then_restart = 0 WHERE id = ?", (run_id,))
 
 
+def restarts_taken(conn: Statements, workflow_id: int) -> None:
+    """The restarts asked of the workflow's ended runs are taken: a new run starts."""
+    conn.execute(
+        "UPDATE runs SET then_restart = 0 WHERE workflow_id = ? AND finished = 1"
+        " AND then_restart = 1",
+        (workflow_id,),
+    )
+
+
 def ended_to_restart(conn: Statements, workflow_id: int) -> list[Row]:
     """The workflow's ended run whose restart is asked and not yet taken, with its project and
     workflow names: the server starts it as it handles the end of the run's runner, a moment
