@@ -101,9 +101,41 @@ def test_a_run_started_before_the_asked_restart_takes_it(
         new = methods.restart(svc, parse(methods.WorkflowParams, params))["run_id"]
     assert not runs.restart_asked(conn, ended)
     answer = methods.stop(svc, parse(methods.StopParams, params))
-    assert (answer["run_id"], answer["status"]) == (new, "stopping")
+    assert (answer["run_id"], answer["status"]) == (new, "stopped")  # no runner to wait for
     run = runs.get(conn, ended)
     assert run is not None
     runners._start_again_if_asked(run)  # the ended runner's end, handled by the server
     assert [r["id"] for r in runs.history(conn, run["workflow_id"], 10)] == [new, ended]
     assert "could not start" not in caplog.text
+
+
+def a_run_whose_runner_is_gone(conn: sqlite3.Connection) -> int:
+    """A run still running in spa.db whose runner is no more (dead, its end not handled yet,
+    or cut short and waiting to be resumed)."""
+    run_id = a_stopped_run_to_restart(conn)
+    conn.execute(
+        "UPDATE runs SET status = 'running', finished = 0, stop_request = NULL,"
+        " then_restart = 0, runner_pid = NULL WHERE id = ?",
+        (run_id,),
+    )
+    return run_id
+
+
+def test_stop_and_restart_answer_what_they_did_when_no_runner_was_left(
+    tmp_path: Path, conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no runner to signal, the run ends at once (and a restart starts at once): the
+    answers said `stopping`, and `run_id` null with the new run already started."""
+    provision.prepare(Home(tmp_path))
+    runners = Runners(Home(tmp_path), conn, url="http://127.0.0.1:1")
+    monkeypatch.setattr(runners, "_spawn", lambda run_id: None)
+    svc = Service(Home(tmp_path), conn, runners)
+    params = {"project": "pr1", "workflow": "w"}
+    old = a_run_whose_runner_is_gone(conn)
+    answer = methods.restart(svc, parse(methods.WorkflowParams, params))
+    [new] = [run["id"] for run in runs.unfinished(conn)]
+    assert (answer["stopping_run_id"], answer["run_id"]) == (old, new)
+    conn.execute("UPDATE runs SET runner_pid = NULL WHERE id = ?", (new,))
+    answer = methods.stop(svc, parse(methods.StopParams, params))
+    assert (answer["run_id"], answer["status"]) == (new, "stopped")
+    assert not runs.unfinished(conn)

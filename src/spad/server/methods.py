@@ -291,9 +291,11 @@ def stop(svc: Service, p: StopParams) -> dict[str, Any]:
     if run["finished"]:  # ended, its restart not started yet: the later request wins
         svc.runners.call_off_restart(run)
         status = run["status"]
-    else:
-        svc.runners.stop(run, force=p.force)
+    elif svc.runners.stop(run, force=p.force):
         status = states.STOPPING
+    else:  # no runner was left to stop: it ended at once
+        after = runs.get(svc.conn, run["id"])
+        status = after["status"] if after else states.STOPPED
     return {
         "project": run["project"],
         "workflow": p.workflow,

@@ -149,9 +149,11 @@ class Runners:
             if reason is not None:
                 raise Invalid(f"cannot run {where} on Slurm: {reason}", executor="slurm")
 
-    def stop(self, run: sqlite3.Row, force: bool) -> None:
-        """Stop ``run``; a restart asked before is called off: the later request wins."""
-        self._stop(run, force, then_restart=False)
+    def stop(self, run: sqlite3.Row, force: bool) -> bool:
+        """Stop ``run``; a restart asked before is called off: the later request wins. True
+        when its runner got the stop, which goes on; False when none was left, and the run
+        ended at once."""
+        return self._stop(run, force, then_restart=False)
 
     def call_off_restart(self, run: sqlite3.Row) -> None:
         """``run`` ended and its restart is not started yet: it will not be
@@ -159,7 +161,7 @@ class Runners:
         with transaction(self.conn):
             runs.restart_taken(self.conn, run["id"])
 
-    def _stop(self, run: sqlite3.Row, force: bool, then_restart: bool) -> None:
+    def _stop(self, run: sqlite3.Row, force: bool, then_restart: bool) -> bool:
         with transaction(self.conn):
             mode = transitions.FORCED if force else transitions.GRACEFUL
             runs.request_stop(self.conn, run["id"], mode, then_restart)
@@ -170,19 +172,24 @@ class Runners:
         faults.crash_point(faults.STOP_RECORDED)
         if procs.is_alive(run["runner_pid"], run["runner_identity"]):
             _signal_stop(run["runner_pid"], forced=force)
-        else:
-            self._runner_gone(run["id"], None)  # no runner (dead, or waiting to restart)
+            return True
+        self._runner_gone(run["id"], None)  # no runner (dead, or waiting to restart)
+        return False
 
     def restart(self, project: str, workflow: sqlite3.Row, run: sqlite3.Row | None) -> int | None:
         """``run`` (the workflow's unfinished run) is stopped gracefully and the workflow starts
         again once it ended; without one it starts now. Returns the new run id when it started
-        now."""
+        now (also when ``run`` had no runner left to stop, and so ended at once)."""
         if run is None:
             return self.start(project, workflow)
         self._select(project, workflow, None, None)  # refused before the stop, not after
         # Kept with the run in spa.db: a restart of spad before the run ended still starts it.
-        self._stop(run, force=False, then_restart=True)
-        return None
+        if self._stop(run, force=False, then_restart=True):
+            return None  # started once the run ended
+        started = [
+            r["id"] for r in runs.unfinished(self.conn, workflow["id"]) if r["id"] != run["id"]
+        ]
+        return started[0] if started else None
 
     # -- runners -----------------------------------------------------------------------------
 
