@@ -29,7 +29,7 @@ from spad.server.params import (
 from spad.server.rpc import Method, RawJSON
 from spad.server.service import Service
 from spad.store import alarms as alarm_store
-from spad.store import audit, runs
+from spad.store import audit, restarts, runs
 from spad.store import definitions as defs
 from spad.store import events as event_store
 from spad.store.sqlite import transaction
@@ -494,7 +494,8 @@ def _to_stop(svc: Service, project: str | None, workflow: str) -> sqlite3.Row:
     candidates = [
         run
         for wf in named
-        for run in runs.unfinished(svc.conn, wf["id"]) or runs.ended_to_restart(svc.conn, wf["id"])
+        for run in runs.unfinished(svc.conn, wf["id"])
+        or restarts.ended_to_restart(svc.conn, wf["id"])
     ]
     if not candidates:
         where = f"{project}/{workflow}" if project else f"workflow {workflow!r}"

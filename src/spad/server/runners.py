@@ -30,7 +30,7 @@ from spad.server import leftovers, slurm_reclaim
 from spad.server.pidwatch import PidWatch
 from spad.server.runner_start import RunnerStarter
 from spad.store import definitions as defs
-from spad.store import runs
+from spad.store import restarts, runs
 from spad.store.sqlite import transaction, trouble
 
 log = logging.getLogger("spad.runners")
@@ -98,7 +98,7 @@ class Runners:
         later request wins); a start that fails leaves it asked."""
         selected = self._select(project, workflow, only_task, from_task)
         with transaction(self.conn):
-            runs.restarts_taken(self.conn, workflow["id"])
+            restarts.restarts_taken(self.conn, workflow["id"])
             if runs.unfinished(self.conn, workflow["id"]):
                 raise Conflict(
                     f"workflow {project}/{workflow['name']} is already running: stop it first "

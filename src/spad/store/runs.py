@@ -213,27 +213,6 @@ def restart_taken(conn: Statements, run_id: int) -> None:
     conn.execute("UPDATE runs SET then_restart = 0 WHERE id = ?", (run_id,))
 
 
-def restarts_taken(conn: Statements, workflow_id: int) -> None:
-    """The restarts asked of the workflow's ended runs are taken: a new run starts."""
-    conn.execute(
-        "UPDATE runs SET then_restart = 0 WHERE workflow_id = ? AND finished = 1"
-        " AND then_restart = 1",
-        (workflow_id,),
-    )
-
-
-def ended_to_restart(conn: Statements, workflow_id: int) -> list[Row]:
-    """The workflow's ended run whose restart is asked and not yet taken, with its project and
-    workflow names: the server starts it as it handles the end of the run's runner, a moment
-    after the runner recorded the end."""
-    rows: list[Row] = conn.execute(
-        "SELECT *, workflow_name AS workflow, project_name AS project FROM runs"
-        " WHERE workflow_id = ? AND finished = 1 AND then_restart = 1",
-        (workflow_id,),
-    ).fetchall()
-    return rows
-
-
 def restarts_asked(conn: Statements) -> list[Row]:
     """Finished runs whose restart was asked and not yet taken (the server was down as they
     ended)."""
