@@ -19,7 +19,7 @@ from spad.server.params import parse
 from spad.server.runners import Runners
 from spad.server.service import Service
 from spad.store import definitions as defs
-from spad.store import runs
+from spad.store import restarts, runs
 from tests.conftest import task, tree
 
 
@@ -53,7 +53,7 @@ def test_a_restart_the_store_refuses_stays_asked(
     assert run is not None
     with pytest.raises(sqlite3.OperationalError):
         runners._start_again_if_asked(run)
-    assert runs.restart_asked(conn, run_id)  # for the next try
+    assert restarts.restart_asked(conn, run_id)  # for the next try
     assert len(runs.history(conn, run["workflow_id"], 10)) == 1
 
 
@@ -99,7 +99,7 @@ def test_a_run_started_before_the_asked_restart_takes_it(
         new = methods.run(svc, parse(methods.RunParams, params))["run_id"]
     else:
         new = methods.restart(svc, parse(methods.WorkflowParams, params))["run_id"]
-    assert not runs.restart_asked(conn, ended)
+    assert not restarts.restart_asked(conn, ended)
     answer = methods.stop(svc, parse(methods.StopParams, params))
     assert (answer["run_id"], answer["status"]) == (new, "stopped")  # no runner to wait for
     run = runs.get(conn, ended)

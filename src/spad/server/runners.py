@@ -159,7 +159,7 @@ class Runners:
         """``run`` ended and its restart is not started yet: it will not be
         (:meth:`_start_again_if_asked` reads whether it is still asked)."""
         with transaction(self.conn):
-            runs.restart_taken(self.conn, run["id"])
+            restarts.restart_taken(self.conn, run["id"])
 
     def _stop(self, run: sqlite3.Row, force: bool, then_restart: bool) -> bool:
         with transaction(self.conn):
@@ -285,7 +285,7 @@ class Runners:
         """Start the workflow again when a restart was asked of ``run`` and is still to take.
         A store that refuses (busy, full) raises, for the caller to try again later with the
         restart still asked; anything else that refuses the start is said and takes it."""
-        if not runs.restart_asked(self.conn, run["id"]):
+        if not restarts.restart_asked(self.conn, run["id"]):
             return
         names = defs.names_of_workflow(self.conn, run["workflow_id"])
         workflow = defs.workflow_by_id(self.conn, run["workflow_id"])
@@ -300,7 +300,7 @@ class Runners:
                 "could not start the workflow of run %s again after its stop: %s", run["id"], exc
             )
             with transaction(self.conn):
-                runs.restart_taken(self.conn, run["id"])
+                restarts.restart_taken(self.conn, run["id"])
             return
         log.info("%s/%s restarted as run %s", names[0], names[1], run_id)
 
@@ -446,7 +446,7 @@ class Runners:
         """At start: adopt live runners, resume the unfinished runs whose runner is gone."""
         # Read before the dead runners' runs end below: one that ends now starts its restart
         # itself, and must not be started a second time from this list.
-        asked = runs.restarts_asked(self.conn)
+        asked = restarts.restarts_asked(self.conn)
         live: list[sqlite3.Row] = []
         gone: list[sqlite3.Row] = []
         for run in runs.unfinished(self.conn):

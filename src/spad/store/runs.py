@@ -201,27 +201,6 @@ def request_stop(conn: Statements, run_id: int, mode: str, then_restart: bool = 
     )
 
 
-def restart_asked(conn: Statements, run_id: int) -> bool:
-    """Whether a restart asked of ``run_id`` is still to take (a row read before may be
-    stale)."""
-    row = conn.execute("SELECT then_restart FROM runs WHERE id = ?", (run_id,)).fetchone()
-    return bool(row and row[0])
-
-
-def restart_taken(conn: Statements, run_id: int) -> None:
-    """The restart asked of ``run_id`` is taken: it is asked no more."""
-    conn.execute("UPDATE runs SET then_restart = 0 WHERE id = ?", (run_id,))
-
-
-def restarts_asked(conn: Statements) -> list[Row]:
-    """Finished runs whose restart was asked and not yet taken (the server was down as they
-    ended)."""
-    rows: list[Row] = conn.execute(
-        "SELECT * FROM runs WHERE finished = 1 AND then_restart = 1"
-    ).fetchall()
-    return rows
-
-
 def supersede(conn: Statements, run_id: int) -> None:
     """The run was cut short and is resumed as a newer run: its record is final."""
     conn.execute("UPDATE runs SET finished = ? WHERE id = ?", (SUPERSEDED, run_id))
