@@ -23,13 +23,19 @@ from spad.store import restarts, runs
 from tests.conftest import task, tree
 
 
-def a_stopped_run_to_restart(conn: sqlite3.Connection) -> int:
+def a_run_without_runner(conn: sqlite3.Connection) -> int:
+    """A run ``running`` in spa.db whose runner is no more (dead and its end not handled yet,
+    or cut short and waiting to be resumed)."""
     catalog.create(conn, parse_spec(tree([{"name": "w", "tasks": [task("t", "simple")]}])))
     project = defs.project(conn, "pr1")
     assert project is not None
     workflow = defs.workflow(conn, project["id"], "w")
     assert workflow is not None
-    run_id = transitions.create_run(conn, workflow["id"], ["t"])
+    return transitions.create_run(conn, workflow["id"], ["t"])
+
+
+def a_stopped_run_to_restart(conn: sqlite3.Connection) -> int:
+    run_id = a_run_without_runner(conn)
     conn.execute(
         "UPDATE runs SET status = 'stopped', finished = 1, stop_request = 'graceful',"
         " then_restart = 1 WHERE id = ?",
@@ -109,18 +115,6 @@ def test_a_run_started_before_the_asked_restart_takes_it(
     assert "could not start" not in caplog.text
 
 
-def a_run_whose_runner_is_gone(conn: sqlite3.Connection) -> int:
-    """A run still running in spa.db whose runner is no more (dead, its end not handled yet,
-    or cut short and waiting to be resumed)."""
-    run_id = a_stopped_run_to_restart(conn)
-    conn.execute(
-        "UPDATE runs SET status = 'running', finished = 0, stop_request = NULL,"
-        " then_restart = 0, runner_pid = NULL WHERE id = ?",
-        (run_id,),
-    )
-    return run_id
-
-
 def test_stop_and_restart_answer_what_they_did_when_no_runner_was_left(
     tmp_path: Path, conn: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -131,7 +125,7 @@ def test_stop_and_restart_answer_what_they_did_when_no_runner_was_left(
     monkeypatch.setattr(runners, "_spawn", lambda run_id: None)
     svc = Service(Home(tmp_path), conn, runners)
     params = {"project": "pr1", "workflow": "w"}
-    old = a_run_whose_runner_is_gone(conn)
+    old = a_run_without_runner(conn)
     answer = methods.restart(svc, parse(methods.WorkflowParams, params))
     [new] = [run["id"] for run in runs.unfinished(conn)]
     assert (answer["stopping_run_id"], answer["run_id"]) == (old, new)
