@@ -494,8 +494,7 @@ def _to_stop(svc: Service, project: str | None, workflow: str) -> sqlite3.Row:
     candidates = [
         run
         for wf in named
-        for run in runs.unfinished(svc.conn, wf["id"])
-        or restarts.ended_to_restart(svc.conn, wf["id"])
+        for run in runs.unfinished(svc.conn, wf["id"]) or restarts.asked(svc.conn, wf["id"])
     ]
     if not candidates:
         where = f"{project}/{workflow}" if project else f"workflow {workflow!r}"

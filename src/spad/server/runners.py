@@ -98,7 +98,7 @@ class Runners:
         later request wins); a start that fails leaves it asked."""
         selected = self._select(project, workflow, only_task, from_task)
         with transaction(self.conn):
-            restarts.restarts_taken(self.conn, workflow["id"])
+            restarts.taken(self.conn, workflow["id"])
             if runs.unfinished(self.conn, workflow["id"]):
                 raise Conflict(
                     f"workflow {project}/{workflow['name']} is already running: stop it first "
@@ -159,7 +159,7 @@ class Runners:
         """``run`` ended and its restart is not started yet: it will not be
         (:meth:`_start_again_if_asked` reads whether it is still asked)."""
         with transaction(self.conn):
-            restarts.restart_taken(self.conn, run["id"])
+            restarts.taken(self.conn, run["workflow_id"])
 
     def _stop(self, run: sqlite3.Row, force: bool, then_restart: bool) -> bool:
         with transaction(self.conn):
@@ -300,7 +300,7 @@ class Runners:
                 "could not start the workflow of run %s again after its stop: %s", run["id"], exc
             )
             with transaction(self.conn):
-                restarts.restart_taken(self.conn, run["id"])
+                restarts.taken(self.conn, run["workflow_id"])
             return
         log.info("%s/%s restarted as run %s", names[0], names[1], run_id)
 
@@ -446,7 +446,7 @@ class Runners:
         """At start: adopt live runners, resume the unfinished runs whose runner is gone."""
         # Read before the dead runners' runs end below: one that ends now starts its restart
         # itself, and must not be started a second time from this list.
-        asked = restarts.restarts_asked(self.conn)
+        asked = restarts.asked(self.conn)
         live: list[sqlite3.Row] = []
         gone: list[sqlite3.Row] = []
         for run in runs.unfinished(self.conn):

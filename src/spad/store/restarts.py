@@ -5,13 +5,16 @@ server's alone (the runner never reads them)."""
 
 from __future__ import annotations
 
-import sqlite3
+from sqlite3 import Row
+from typing import TYPE_CHECKING
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # a protocol for the type checker alone
     from spad.store.sqlite import Statements
 
-Row = sqlite3.Row
+_ASKED = (
+    "SELECT *, workflow_name AS workflow, project_name AS project FROM runs"
+    " WHERE finished = 1 AND then_restart = 1"
+)
 
 
 def restart_asked(conn: Statements, run_id: int) -> bool:
@@ -21,36 +24,22 @@ def restart_asked(conn: Statements, run_id: int) -> bool:
     return bool(row and row[0])
 
 
-def restart_taken(conn: Statements, run_id: int) -> None:
-    """The restart asked of ``run_id`` is taken: it is asked no more."""
-    conn.execute("UPDATE runs SET then_restart = 0 WHERE id = ?", (run_id,))
+def asked(conn: Statements, workflow_id: int | None = None) -> list[Row]:
+    """Ended runs whose restart is asked and not yet taken, with their project and workflow
+    names: the server starts each as it handles the end of the run's runner, a moment after
+    the runner recorded it (or at its own start, when it was down then)."""
+    if workflow_id is None:
+        rows: list[Row] = conn.execute(_ASKED).fetchall()
+    else:
+        rows = conn.execute(_ASKED + " AND workflow_id = ?", (workflow_id,)).fetchall()
+    return rows
 
 
-def restarts_taken(conn: Statements, workflow_id: int) -> None:
-    """The restarts asked of the workflow's ended runs are taken: a new run starts."""
+def taken(conn: Statements, workflow_id: int) -> None:
+    """The restarts asked of the workflow's ended runs are taken (a new run starts) or called
+    off: they are asked no more."""
     conn.execute(
         "UPDATE runs SET then_restart = 0 WHERE workflow_id = ? AND finished = 1"
         " AND then_restart = 1",
         (workflow_id,),
     )
-
-
-def ended_to_restart(conn: Statements, workflow_id: int) -> list[Row]:
-    """The workflow's ended run whose restart is asked and not yet taken, with its project and
-    workflow names: the server starts it as it handles the end of the run's runner, a moment
-    after the runner recorded the end."""
-    rows: list[Row] = conn.execute(
-        "SELECT *, workflow_name AS workflow, project_name AS project FROM runs"
-        " WHERE workflow_id = ? AND finished = 1 AND then_restart = 1",
-        (workflow_id,),
-    ).fetchall()
-    return rows
-
-
-def restarts_asked(conn: Statements) -> list[Row]:
-    """Finished runs whose restart was asked and not yet taken (the server was down as they
-    ended)."""
-    rows: list[Row] = conn.execute(
-        "SELECT * FROM runs WHERE finished = 1 AND then_restart = 1"
-    ).fetchall()
-    return rows
